@@ -1,0 +1,36 @@
+// swift-tools-version: 6.0
+// swiftcam: a Grad-CAM engine for ResNets. The pure-Swift core (SwiftCAM) sits on OpenBLAS;
+// SwiftCAMExports exposes it through the C ABI declared in Sources/CSwiftCAM/include/swiftcam.h
+// and is built as the dynamic library libswiftcam.so that the Python extension links against.
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
+let package = Package(
+    name: "swiftcam",
+    products: [
+        .library(name: "swiftcam", type: .dynamic, targets: ["SwiftCAMExports"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(name: "CSwiftCAM"),
+        .target(
+            name: "SwiftCAM",
+            dependencies: ["COpenBLAS"],
+            swiftSettings: optimize
+        ),
+        .target(
+            name: "SwiftCAMExports",
+            dependencies: ["SwiftCAM", "CSwiftCAM"],
+            swiftSettings: optimize
+        ),
+        .testTarget(
+            name: "SwiftCAMTests",
+            dependencies: ["SwiftCAM", "SwiftCAMExports", "CSwiftCAM"]
+        ),
+    ]
+)

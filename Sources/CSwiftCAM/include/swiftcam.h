@@ -1,0 +1,179 @@
+/*
+ * swiftcam.h: the C ABI of swiftcam, the single source of truth for every binding.
+ *
+ * Conventions
+ * - Every fallible function returns a swiftcam_status and, on failure, writes a NUL-terminated
+ *   human-readable message into (message, message_capacity) when message is not NULL.
+ * - Sizes and indices are int64_t. Tensors are float32, C-contiguous (row-major), NCHW.
+ * - Outputs are allocated by the caller; each output buffer comes with its element count, which
+ *   must equal the expected count exactly (SWIFTCAM_STATUS_BUFFER_SIZE otherwise).
+ * - Nothing passed across this ABI can make the library trap: every argument is validated.
+ *
+ * Threading
+ * - A swiftcam_model is immutable after loading. Any number of threads may call functions on the
+ *   same model at once; each call uses its own workspace.
+ * - A swiftcam_trace belongs to one thread at a time (it is not locked).
+ * - Matrix products run on OpenBLAS's thread pool (swiftcam_set_num_threads).
+ */
+#ifndef SWIFTCAM_H
+#define SWIFTCAM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Append-only: existing values never change meaning. */
+typedef int32_t swiftcam_status;
+#define SWIFTCAM_STATUS_OK 0
+#define SWIFTCAM_STATUS_INVALID_ARGUMENT 1  /* null pointer, negative size, bad option        */
+#define SWIFTCAM_STATUS_IO_ERROR 2          /* a file cannot be opened, read or mapped         */
+#define SWIFTCAM_STATUS_INVALID_FILE 3      /* a file is not well-formed safetensors           */
+#define SWIFTCAM_STATUS_WEIGHT_ERROR 4      /* a tensor is missing, unexpected or mis-shaped   */
+#define SWIFTCAM_STATUS_UNSUPPORTED_MODEL 5 /* the weights do not describe a supported network */
+#define SWIFTCAM_STATUS_INPUT_SHAPE 6       /* the input does not fit the network              */
+#define SWIFTCAM_STATUS_OUT_OF_MEMORY 7     /* a buffer could not be allocated                 */
+#define SWIFTCAM_STATUS_UNKNOWN_LAYER 8     /* a layer index is out of range                   */
+#define SWIFTCAM_STATUS_BUFFER_SIZE 9       /* a caller's buffer has the wrong element count   */
+
+/* A static string naming a status ("ok", "invalid argument", ...); never NULL. */
+const char *swiftcam_status_string(swiftcam_status status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct swiftcam_model swiftcam_model;
+
+/* One named tensor supplied by the caller: float32, C-contiguous. Read during loading only. */
+typedef struct swiftcam_tensor_view {
+    const char *name;     /* torchvision state-dict key, e.g. "layer1.0.conv1.weight" */
+    const float *data;    /* product(shape) floats                                     */
+    const int64_t *shape; /* rank entries                                              */
+    int64_t rank;
+} swiftcam_tensor_view;
+
+/* Loads a ResNet from a .safetensors file (memory-mapped; F32, F16, BF16 and F64 tensors). */
+swiftcam_status swiftcam_model_load_file(const char *path, swiftcam_model **model,
+                                         char *message, int64_t message_capacity);
+
+/* Loads a ResNet from named tensors (torchvision key names). Tensor data are not retained. */
+swiftcam_status swiftcam_model_load_tensors(const swiftcam_tensor_view *tensors, int64_t count,
+                                            swiftcam_model **model,
+                                            char *message, int64_t message_capacity);
+
+/* Frees a model. NULL is ignored. */
+void swiftcam_model_free(swiftcam_model *model);
+
+/* Architecture name, e.g. "resnet50"; "resnet" for a layout torchvision does not name.
+   The string lives as long as the model. */
+const char *swiftcam_model_architecture(const swiftcam_model *model);
+
+/* Describes the inferred configuration as a small JSON object (block type, blocks per stage,
+   stage widths, groups, width per group, classes). The string lives as long as the model. */
+const char *swiftcam_model_description(const swiftcam_model *model);
+
+int64_t swiftcam_model_num_classes(const swiftcam_model *model);
+int64_t swiftcam_model_input_channels(const swiftcam_model *model);
+
+/* Layers that can be inspected or targeted, in forward order, named as torchvision's modules:
+   "conv1", "bn1", "relu", "maxpool", "layer1", "layer1.0", ..., "layer4", "layer4.2", "avgpool".
+   A stage ("layer4") and its last block ("layer4.2") are the same tensor. */
+int64_t swiftcam_model_layer_count(const swiftcam_model *model);
+/* NULL when index is out of range. The string lives as long as the model. */
+const char *swiftcam_model_layer_name(const swiftcam_model *model, int64_t index);
+
+/* The (N, C, h, w) shape of layer `layer` for an input of shape input_shape[4] = (N, C, H, W). */
+swiftcam_status swiftcam_model_layer_shape(const swiftcam_model *model, int64_t layer,
+                                           const int64_t *input_shape, int64_t *output_shape,
+                                           char *message, int64_t message_capacity);
+
+/* logits (N, num_classes) = model(input (N, C, H, W)). */
+swiftcam_status swiftcam_model_forward(const swiftcam_model *model, const float *input,
+                                       const int64_t *input_shape, float *logits,
+                                       int64_t logits_count,
+                                       char *message, int64_t message_capacity);
+
+/* The input address the most recent forward pass or trace of this model read from, for tests
+   that prove inputs cross the ABI without a copy. */
+int64_t swiftcam_model_last_input_address(const swiftcam_model *model);
+
+/* ---------------------------------------------------------------------------------------------
+ * Traces: one forward pass kept for backward passes and CAMs
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct swiftcam_trace swiftcam_trace;
+
+/* Runs the forward pass on input (N, C, H, W) and keeps the activations of the requested layers
+   (indices into the layer list, any order, no duplicates) and what a backward pass from the
+   logits down to the deepest of them needs. The input is not retained. */
+swiftcam_status swiftcam_trace_create(const swiftcam_model *model, const float *input,
+                                      const int64_t *input_shape, const int64_t *layers,
+                                      int64_t layer_count, swiftcam_trace **trace,
+                                      char *message, int64_t message_capacity);
+
+/* Frees a trace. NULL is ignored. A trace must be freed before its model. */
+void swiftcam_trace_free(swiftcam_trace *trace);
+
+/* logits (N, num_classes). */
+swiftcam_status swiftcam_trace_logits(const swiftcam_trace *trace, float *logits, int64_t count,
+                                      char *message, int64_t message_capacity);
+
+/* The activation (N, C_i, h_i, w_i) of the position-th requested layer. */
+swiftcam_status swiftcam_trace_activation(const swiftcam_trace *trace, int64_t position,
+                                          float *activation, int64_t count,
+                                          char *message, int64_t message_capacity);
+
+/* Backward pass. seeds (N, K, num_classes) are d(score)/d(logits) for K scores per image;
+   gradients[i] (N, K, C_i, h_i, w_i) receives d(score)/d(activation) of the i-th requested
+   layer, with gradient_counts[i] its element count. No weight gradients are computed. */
+swiftcam_status swiftcam_trace_backward(const swiftcam_trace *trace, const float *seeds,
+                                        int64_t seeds_per_image, float *const *gradients,
+                                        const int64_t *gradient_counts,
+                                        char *message, int64_t message_capacity);
+
+/* CAM methods, as in pytorch-grad-cam. Append-only. */
+#define SWIFTCAM_METHOD_GRADCAM 0
+#define SWIFTCAM_METHOD_HIRESCAM 1
+#define SWIFTCAM_METHOD_GRADCAM_ELEMENTWISE 2
+#define SWIFTCAM_METHOD_GRADCAM_PLUSPLUS 3
+#define SWIFTCAM_METHOD_XGRADCAM 4
+#define SWIFTCAM_METHOD_LAYERCAM 5
+#define SWIFTCAM_METHOD_EIGENCAM 6
+#define SWIFTCAM_METHOD_EIGENGRADCAM 7
+
+typedef struct swiftcam_cam_options {
+    int32_t method;        /* SWIFTCAM_METHOD_*                                        */
+    int32_t eigen_smooth;  /* non-zero: first principal component of the weighted map */
+    int64_t output_height; /* heatmap size, usually the input's (H, W)                 */
+    int64_t output_width;
+} swiftcam_cam_options;
+
+/* Class activation maps for K scores per image, from one backward pass.
+   seeds (N, K, num_classes) as for swiftcam_trace_backward (ignored by EIGENCAM, may be NULL).
+   heatmaps (N, K, output_height, output_width): per layer ReLU, min-max normalisation and
+   bilinear resize; over layers ReLU, mean and a second min-max normalisation (as the reference).
+   raw_maps: NULL, or layer_count pointers; raw_maps[i] (N, K, h_i, w_i) receives the i-th layer's
+   map before ReLU and normalisation, with raw_counts[i] its element count. */
+swiftcam_status swiftcam_trace_cam(const swiftcam_trace *trace, const swiftcam_cam_options *options,
+                                   const float *seeds, int64_t seeds_per_image, float *heatmaps,
+                                   int64_t heatmaps_count, float *const *raw_maps,
+                                   const int64_t *raw_counts,
+                                   char *message, int64_t message_capacity);
+
+/* ---------------------------------------------------------------------------------------------
+ * Runtime
+ * ------------------------------------------------------------------------------------------- */
+
+/* Threads of OpenBLAS's pool (process-wide). n <= 0 is SWIFTCAM_STATUS_INVALID_ARGUMENT. */
+swiftcam_status swiftcam_set_num_threads(int64_t n);
+int64_t swiftcam_get_num_threads(void);
+/* The CPU kernel family OpenBLAS selected, e.g. "SkylakeX" or "Prescott". */
+const char *swiftcam_blas_core_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SWIFTCAM_H */

@@ -1,0 +1,266 @@
+// Conv2d: 2-D convolution for NCHW Float32 tensors, forward (with optional bias and fused ReLU)
+// and gradient with respect to the input, by im2col / col2im and OpenBLAS sgemm.
+// Batch norm is folded into the weights by the caller, so it does not appear here.
+
+import COpenBLAS
+
+/// The hyper-parameters of a 2-D convolution, as in `torch.nn.Conv2d` (zero padding, no bias).
+public struct Conv2dShape: Equatable, Sendable {
+    public var inChannels, outChannels: Int
+    public var kernelHeight, kernelWidth: Int
+    public var strideHeight, strideWidth: Int
+    public var paddingHeight, paddingWidth: Int
+    public var dilationHeight, dilationWidth: Int
+    public var groups: Int
+
+    /// Creates a shape; stride 1, padding 0, dilation 1 and one group by default.
+    public init(
+        inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int,
+        strideHeight: Int = 1, strideWidth: Int = 1, paddingHeight: Int = 0, paddingWidth: Int = 0,
+        dilationHeight: Int = 1, dilationWidth: Int = 1, groups: Int = 1
+    ) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.strideHeight = strideHeight
+        self.strideWidth = strideWidth
+        self.paddingHeight = paddingHeight
+        self.paddingWidth = paddingWidth
+        self.dilationHeight = dilationHeight
+        self.dilationWidth = dilationWidth
+        self.groups = groups
+    }
+
+    /// Creates a shape with a square kernel and the same stride, padding and dilation on both axes.
+    public init(
+        inChannels: Int, outChannels: Int, kernelSize: Int,
+        stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1
+    ) {
+        self.init(
+            inChannels: inChannels, outChannels: outChannels,
+            kernelHeight: kernelSize, kernelWidth: kernelSize,
+            strideHeight: stride, strideWidth: stride, paddingHeight: padding, paddingWidth: padding,
+            dilationHeight: dilation, dilationWidth: dilation, groups: groups)
+    }
+
+    /// Whether the sizes are positive (padding non-negative) and the channels divide into the groups.
+    /// The kernels assume a valid shape: check this before calling them with user-supplied sizes.
+    public var isValid: Bool {
+        inChannels > 0 && outChannels > 0 && kernelHeight > 0 && kernelWidth > 0
+            && strideHeight > 0 && strideWidth > 0 && paddingHeight >= 0 && paddingWidth >= 0
+            && dilationHeight > 0 && dilationWidth > 0 && groups > 0
+            && inChannels % groups == 0 && outChannels % groups == 0
+    }
+
+    /// The number of weights, `outChannels * inChannels / groups * kernelHeight * kernelWidth`.
+    public var weightCount: Int {
+        outChannels * (inChannels / groups) * kernelHeight * kernelWidth
+    }
+
+    /// Whether the convolution is a 1x1, stride-1, unpadded one: a plain matrix product on the input.
+    var isPointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && strideHeight == 1 && strideWidth == 1
+            && paddingHeight == 0 && paddingWidth == 0
+    }
+
+    /// Output spatial size, nil when the input is too small (output would be < 1).
+    public func outputSize(height: Int, width: Int) -> (height: Int, width: Int)? {
+        let spanHeight = height + 2 * paddingHeight - dilationHeight * (kernelHeight - 1) - 1
+        let spanWidth = width + 2 * paddingWidth - dilationWidth * (kernelWidth - 1) - 1
+        guard spanHeight >= 0, spanWidth >= 0 else { return nil }
+        return (spanHeight / strideHeight + 1, spanWidth / strideWidth + 1)
+    }
+
+    /// Floats of workspace `conv2dForward` / `conv2dBackwardInput` need for one image, whatever the
+    /// batch size (0 for 1x1 stride-1 unpadded convs): one group's column matrix,
+    /// `(inChannels / groups * kernelHeight * kernelWidth, outputHeight * outputWidth)`.
+    public func workspaceCount(height: Int, width: Int) -> Int {
+        guard !isPointwise, let output = outputSize(height: height, width: width) else { return 0 }
+        return (inChannels / groups) * kernelHeight * kernelWidth * output.height * output.width
+    }
+}
+
+/// Computes `output = conv(input, weight) + bias`, then `max(output, 0)` when `applyReLU` is set.
+///
+/// Zero padding, cross-correlation as in PyTorch. `bias` may be nil. The shape must be valid and the
+/// input large enough (`shape.outputSize` non-nil); `workspace` holds at least
+/// `shape.workspaceCount(height:width:)` floats. `output` must not overlap `input` or `workspace`.
+public func conv2dForward(
+    output: UnsafeMutablePointer<Float>,  // (N, Cout, Ho, Wo)
+    input: UnsafePointer<Float>,  // (N, Cin, H, W)
+    weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
+    bias: UnsafePointer<Float>?,  // (Cout)
+    batch: Int, height: Int, width: Int, shape: Conv2dShape,
+    applyReLU: Bool,
+    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, Ho * Wo)
+) {
+    guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
+    let groupInChannels = shape.inChannels / shape.groups
+    let groupOutChannels = shape.outChannels / shape.groups
+    let inputPlane = height * width
+    let outputPlane = outputHeight * outputWidth
+    let columnRows = groupInChannels * shape.kernelHeight * shape.kernelWidth
+
+    for image in 0..<batch {
+        let imageInput = input + image * shape.inChannels * inputPlane  // (Cin, H, W)
+        let imageOutput = output + image * shape.outChannels * outputPlane  // (Cout, Ho, Wo)
+        for group in 0..<shape.groups {
+            let groupInput = imageInput + group * groupInChannels * inputPlane  // (Cin/g, H, W)
+            let columns: UnsafePointer<Float>  // (Cin/g * kh * kw, Ho * Wo)
+            if shape.isPointwise {
+                columns = groupInput
+            } else {
+                im2col(
+                    columns: workspace, image: groupInput, channels: groupInChannels,
+                    height: height, width: width,
+                    outputHeight: outputHeight, outputWidth: outputWidth, shape: shape)
+                columns = UnsafePointer(workspace)
+            }
+            // (Cout/g, Ho*Wo) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, Ho*Wo)
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                blasint(groupOutChannels), blasint(outputPlane), blasint(columnRows),
+                1, weight + group * groupOutChannels * columnRows, blasint(columnRows),
+                columns, blasint(outputPlane),
+                0, imageOutput + group * groupOutChannels * outputPlane, blasint(outputPlane))
+        }
+        addChannelBias(
+            imageOutput, bias: bias, channels: shape.outChannels, spatial: outputPlane,
+            applyReLU: applyReLU)
+    }
+}
+
+/// Computes the gradient of a convolution with respect to its input (no weight gradients).
+///
+/// `inputGradient` is overwritten, not accumulated into. Same preconditions as `conv2dForward`;
+/// `inputGradient` must not overlap `outputGradient` or `workspace`.
+public func conv2dBackwardInput(
+    inputGradient: UnsafeMutablePointer<Float>,  // (N, Cin, H, W)
+    outputGradient: UnsafePointer<Float>,  // (N, Cout, Ho, Wo)
+    weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
+    batch: Int, height: Int, width: Int, shape: Conv2dShape,
+    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, Ho * Wo)
+) {
+    guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
+    let groupInChannels = shape.inChannels / shape.groups
+    let groupOutChannels = shape.outChannels / shape.groups
+    let inputPlane = height * width
+    let outputPlane = outputHeight * outputWidth
+    let columnRows = groupInChannels * shape.kernelHeight * shape.kernelWidth
+
+    for image in 0..<batch {
+        let imageGradient = inputGradient + image * shape.inChannels * inputPlane  // (Cin, H, W)
+        let imageOutputGradient = outputGradient + image * shape.outChannels * outputPlane  // (Cout, Ho, Wo)
+        if !shape.isPointwise {
+            imageGradient.update(repeating: 0, count: shape.inChannels * inputPlane)
+        }
+        for group in 0..<shape.groups {
+            let groupGradient = imageGradient + group * groupInChannels * inputPlane  // (Cin/g, H, W)
+            // (Cin/g*kh*kw, Ho*Wo) = (Cout/g, Cin/g*kh*kw)ᵀ · (Cout/g, Ho*Wo)
+            let columns = shape.isPointwise ? groupGradient : workspace
+            cblas_sgemm(
+                CblasRowMajor, CblasTrans, CblasNoTrans,
+                blasint(columnRows), blasint(outputPlane), blasint(groupOutChannels),
+                1, weight + group * groupOutChannels * columnRows, blasint(columnRows),
+                imageOutputGradient + group * groupOutChannels * outputPlane, blasint(outputPlane),
+                0, columns, blasint(outputPlane))
+            if !shape.isPointwise {
+                col2im(
+                    image: groupGradient, columns: workspace, channels: groupInChannels,
+                    height: height, width: width,
+                    outputHeight: outputHeight, outputWidth: outputWidth, shape: shape)
+            }
+        }
+    }
+}
+
+/// The outputs `o` in `0..<outputSize` whose input index `o * stride + offset` lies in `0..<inputSize`.
+/// Computed once per kernel row / column so that im2col and col2im never test bounds per element.
+@inline(__always)
+func validOutputRange(offset: Int, stride: Int, inputSize: Int, outputSize: Int) -> Range<Int> {
+    // o * stride + offset >= 0  <=>  o >= ceil(-offset / stride)
+    let first = offset >= 0 ? 0 : (stride - 1 - offset) / stride
+    // o * stride + offset <= inputSize - 1  <=>  o <= floor((inputSize - 1 - offset) / stride)
+    let lastInput = inputSize - 1 - offset
+    let end = lastInput < 0 ? 0 : lastInput / stride + 1
+    let lower = min(first, outputSize)
+    return lower..<max(lower, min(end, outputSize))
+}
+
+/// Unfolds one group of one image into its column matrix: row `(c, ki, kj)` holds, for every output
+/// position, the input value under kernel tap `(ki, kj)` of channel `c` (0 in the padding).
+func im2col(
+    columns: UnsafeMutablePointer<Float>,  // (C * kh * kw, Ho * Wo)
+    image: UnsafePointer<Float>,  // (C, H, W)
+    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, shape: Conv2dShape
+) {
+    let outputPlane = outputHeight * outputWidth
+    let strideWidth = shape.strideWidth
+    for ki in 0..<shape.kernelHeight {
+        let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
+        let rows = validOutputRange(
+            offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight)
+        for kj in 0..<shape.kernelWidth {
+            let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
+            let cols = validOutputRange(
+                offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
+            for channel in 0..<channels {
+                let row = columns + ((channel * shape.kernelHeight + ki) * shape.kernelWidth + kj) * outputPlane
+                let plane = image + channel * height * width
+                row.update(repeating: 0, count: rows.lowerBound * outputWidth)
+                for oy in rows {
+                    let destination = row + oy * outputWidth
+                    let source = plane + (oy * shape.strideHeight + rowOffset) * width
+                    destination.update(repeating: 0, count: cols.lowerBound)
+                    if strideWidth == 1 {
+                        (destination + cols.lowerBound).update(
+                            from: source + (cols.lowerBound + columnOffset), count: cols.count)
+                    } else {
+                        for ox in cols {
+                            destination[ox] = source[ox * strideWidth + columnOffset]
+                        }
+                    }
+                    (destination + cols.upperBound).update(
+                        repeating: 0, count: outputWidth - cols.upperBound)
+                }
+                (row + rows.upperBound * outputWidth).update(
+                    repeating: 0, count: (outputHeight - rows.upperBound) * outputWidth)
+            }
+        }
+    }
+}
+
+/// Folds a column matrix back onto one group of one image, adding every entry to the input position
+/// it was unfolded from (the adjoint of `im2col`). Accumulates: zero `image` first.
+func col2im(
+    image: UnsafeMutablePointer<Float>,  // (C, H, W)
+    columns: UnsafePointer<Float>,  // (C * kh * kw, Ho * Wo)
+    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, shape: Conv2dShape
+) {
+    let outputPlane = outputHeight * outputWidth
+    let strideWidth = shape.strideWidth
+    for ki in 0..<shape.kernelHeight {
+        let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
+        let rows = validOutputRange(
+            offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight)
+        for kj in 0..<shape.kernelWidth {
+            let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
+            let cols = validOutputRange(
+                offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
+            for channel in 0..<channels {
+                let row = columns + ((channel * shape.kernelHeight + ki) * shape.kernelWidth + kj) * outputPlane
+                let plane = image + channel * height * width
+                for oy in rows {
+                    let source = row + oy * outputWidth
+                    let destination = plane + (oy * shape.strideHeight + rowOffset) * width
+                    if strideWidth == 1 {
+                        for ox in cols { destination[ox + columnOffset] += source[ox] }
+                    } else {
+                        for ox in cols { destination[ox * strideWidth + columnOffset] += source[ox] }
+                    }
+                }
+            }
+        }
+    }
+}
