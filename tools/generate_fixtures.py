@@ -1,0 +1,611 @@
+"""Generate swiftcam's reference fixtures with torch and pytorch-grad-cam.
+
+Developer tool.  For each case (a small, reduced-width torchvision ResNet, see
+``small_resnet.py``) it writes, under ``Tests/Fixtures/<case>/``:
+
+* ``weights.safetensors``  - the model's state_dict (torchvision key names),
+* ``expected.safetensors`` - input, logits, every hooked layer's activation
+  and score gradient, and the heatmaps of pytorch-grad-cam 1.5.7,
+* ``meta.json``            - the case description and the list of CAMs.
+
+It also measures the reference's own numerical noise (float32 vs float64
+forward of the same weights) and prints it, so that test tolerances can be
+chosen.  The output is deterministic: re-running it rewrites identical files.
+The format is documented in ``Tests/Fixtures/README.md``.
+
+Usage (from the repository root)::
+
+    .venv-torch/bin/python tools/generate_fixtures.py [--output-dir DIR]
+"""
+
+import os
+
+# Single-threaded everywhere (shared machine, and bit-for-bit reproducible
+# reductions).  Must be set before numpy / torch load their BLAS.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import copy  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from importlib import metadata  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+import pytorch_grad_cam  # noqa: E402  (its __init__ imports every method)
+from pytorch_grad_cam import (  # noqa: E402
+    EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus,
+    HiResCAM, LayerCAM, XGradCAM)
+from pytorch_grad_cam.utils.model_targets import (  # noqa: E402
+    ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from small_resnet import (  # noqa: E402
+    BLOCKS, SmallResNet, randomize_batch_norm, reference_resnet)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = REPO_ROOT / "Tests" / "Fixtures"
+
+METHODS = {
+    cls.__name__: cls
+    for cls in (GradCAM, HiResCAM, GradCAMElementWise, GradCAMPlusPlus,
+                XGradCAM, LayerCAM, EigenCAM, EigenGradCAM)
+}
+ALL_METHODS = list(METHODS)
+EIGEN_METHODS = ("EigenCAM", "EigenGradCAM")
+
+# Modules of pytorch-grad-cam that call get_2d_projection (patched to record
+# the CAMs obtained with the opposite SVD sign).
+PROJECTION_MODULES = [
+    pytorch_grad_cam.base_cam, pytorch_grad_cam.eigen_cam,
+    pytorch_grad_cam.eigen_grad_cam, pytorch_grad_cam.hirescam,
+    pytorch_grad_cam.grad_cam_elementwise, pytorch_grad_cam.layer_cam,
+]
+
+
+@dataclass(frozen=True)
+class CamSpec:
+    """One pytorch-grad-cam invocation."""
+
+    method: str
+    target_layers: tuple
+    targets: str = "class"  # "class" | "softmax" | "none"
+    eigen_smooth: bool = False
+    # "chosen": the case's gradient targets; "lowest": per image the class
+    # with the most negative fc.weight[c] . pooled features, which often
+    # gives an all-negative map, i.e. an all-zero CAM (degenerate case).
+    classes: str = "chosen"
+
+    @property
+    def cam_id(self):
+        suffix = {"class": "", "softmax": "_softmax", "none": "_argmax"}
+        name = f"{self.method}_{'+'.join(self.target_layers)}"
+        name += suffix[self.targets]
+        if self.classes == "lowest":
+            name += "_lowestclass"
+        if self.eigen_smooth:
+            name += "_eigensmooth"
+        return name
+
+    @property
+    def sign_ambiguous(self):
+        """True if the map depends on the arbitrary sign of an SVD vector."""
+        return self.eigen_smooth or self.method in EIGEN_METHODS
+
+
+@dataclass(frozen=True)
+class Case:
+    """One reduced-width ResNet with its input."""
+
+    name: str
+    block: str
+    layers: tuple
+    divisor: int  # stage widths are 64/128/256/512 divided by this
+    groups: int
+    width_per_group: int
+    num_classes: int
+    input_shape: tuple
+    seed: int
+    num_batches_tracked: int
+    cams: tuple
+
+
+def full_cam_plan(inner_block):
+    """Every method on four target-layer sets, plus the special targets."""
+    layer_sets = [("layer4",), ("layer3",), (inner_block,),
+                  ("layer3", "layer4")]
+    plan = [CamSpec(m, layers) for layers in layer_sets for m in ALL_METHODS]
+    plan += [
+        CamSpec("GradCAM", ("layer4",), eigen_smooth=True),
+        CamSpec("GradCAMPlusPlus", ("layer4",), eigen_smooth=True),
+        CamSpec("GradCAM", ("layer4",), targets="none"),
+        CamSpec("GradCAM", ("layer3",), targets="softmax"),
+        CamSpec("GradCAM", ("layer4",), classes="lowest"),
+    ]
+    return tuple(plan)
+
+
+GROUPED_PLAN = tuple(
+    [CamSpec(m, ("layer4",)) for m in ALL_METHODS]
+    + [CamSpec(m, ("layer4.0",))
+       for m in ("GradCAM", "HiResCAM", "GradCAMPlusPlus", "EigenCAM")]
+    + [CamSpec("GradCAM", ("layer3", "layer4")),
+       CamSpec("GradCAM", ("layer4",), targets="none"),
+       CamSpec("GradCAM", ("layer4",), eigen_smooth=True),
+       CamSpec("GradCAM", ("layer4",), classes="lowest")])
+
+WIDE_PLAN = (
+    CamSpec("GradCAM", ("layer4",)),
+    CamSpec("GradCAMPlusPlus", ("layer4",)),
+    CamSpec("XGradCAM", ("layer4",)),
+    CamSpec("EigenCAM", ("layer4",)),
+    CamSpec("GradCAM", ("layer3",)),
+)
+
+CASES = (
+    Case("basic", "basic", (1, 2, 1, 1), divisor=4, groups=1,
+         width_per_group=64, num_classes=10, input_shape=(2, 3, 67, 45),
+         seed=1001, num_batches_tracked=1234,
+         cams=full_cam_plan("layer2.0")),
+    Case("bottleneck", "bottleneck", (1, 1, 2, 1), divisor=8, groups=1,
+         width_per_group=64, num_classes=7, input_shape=(2, 3, 61, 70),
+         seed=2002, num_batches_tracked=5678,
+         cams=full_cam_plan("layer3.0")),
+    Case("grouped", "bottleneck", (1, 1, 1, 2), divisor=8, groups=4,
+         width_per_group=8, num_classes=5, input_shape=(3, 3, 64, 64),
+         seed=3006, num_batches_tracked=91011, cams=GROUPED_PLAN),
+    Case("wide", "bottleneck", (1, 1, 1, 1), divisor=8, groups=1,
+         width_per_group=128, num_classes=4, input_shape=(1, 3, 96, 80),
+         seed=4014, num_batches_tracked=121314, cams=WIDE_PLAN),
+)
+
+
+# --------------------------------------------------------------------------
+# Model, input and targets
+# --------------------------------------------------------------------------
+
+def build_case(case):
+    """Seeded model (eval mode) and input tensor for a case."""
+    torch.manual_seed(case.seed)
+    block = BLOCKS[case.block]
+    model = SmallResNet(block, list(case.layers), case.divisor,
+                        num_classes=case.num_classes, groups=case.groups,
+                        width_per_group=case.width_per_group)
+    randomize_batch_norm(model, case.num_batches_tracked)
+    model.eval()
+    check_state_dict_keys(model, case)
+
+    generator = torch.Generator().manual_seed(case.seed + 1)
+    x = torch.randn(case.input_shape, generator=generator)
+    return model, x
+
+
+def check_state_dict_keys(model, case):
+    """Same keys, in the same order, as the full-width torchvision model."""
+    reference = reference_resnet(BLOCKS[case.block], list(case.layers),
+                                 case.num_classes, case.groups,
+                                 case.width_per_group)
+    ours = list(model.state_dict())
+    theirs = list(reference.state_dict())
+    if ours != theirs:
+        raise AssertionError(
+            f"{case.name}: state_dict keys differ from torchvision: "
+            f"{sorted(set(ours) ^ set(theirs))}")
+
+
+def layer_names(model):
+    """Hooked layers in forward order; a stage follows its last block."""
+    names = ["conv1", "bn1", "relu", "maxpool"]
+    for stage in range(1, 5):
+        stage_name = f"layer{stage}"
+        blocks = len(getattr(model, stage_name))
+        names += [f"{stage_name}.{b}" for b in range(blocks)]
+        names.append(stage_name)
+    names.append("avgpool")
+    return names
+
+
+def class_mass(model, logits):
+    """fc.weight[c] . pooled features = logit minus bias, per (image, class).
+
+    At layer4 the GradCAM map of class c is this dot product taken at each
+    position instead of on the average, so a class with positive mass is
+    guaranteed a CAM that is not all zero.
+    """
+    return logits - model.fc.bias.detach()
+
+
+def choose_targets(mass, seed):
+    """Distinct classes with positive mass; image 0 not its argmax.
+
+    Classes are tried in a seeded random order.  The case seeds were picked
+    so that such a choice exists.
+    """
+    n, num_classes = mass.shape
+    generator = torch.Generator().manual_seed(seed + 2)
+    order = torch.randperm(num_classes, generator=generator).tolist()
+    argmax = mass.argmax(dim=1).tolist()
+    classes = []
+    for image in range(n):
+        for c in order:
+            if (c not in classes and mass[image, c] > 0
+                    and not (image == 0 and c == argmax[0])):
+                classes.append(c)
+                break
+        else:
+            raise AssertionError(
+                f"no suitable target class for image {image}; change seed")
+    return classes
+
+
+def lowest_classes(mass):
+    """Per image, the class with the most negative mass."""
+    return mass.argmin(dim=1).tolist()
+
+
+def without_inplace_relu(model):
+    """Copy of the model whose ReLUs are out-of-place (same numerics)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    return model
+
+
+# --------------------------------------------------------------------------
+# Activations and gradients
+# --------------------------------------------------------------------------
+
+def record_layers(model, x, names, targets):
+    """Logits, activations and d(score)/d(activation) of the named layers.
+
+    score = sum_n logits[n, targets[n]].  The model must not use in-place
+    ReLUs (the stem's ReLU would otherwise overwrite bn1's output).
+    """
+    modules = dict(model.named_modules())
+    activations, gradients, handles = {}, {}, []
+
+    def forward_hook(name):
+        def hook(module, inputs, output):
+            activations[name] = output
+
+            def store(grad):
+                gradients[name] = grad
+            output.register_hook(store)
+        return hook
+
+    for name in names:
+        handles.append(modules[name].register_forward_hook(forward_hook(name)))
+    try:
+        logits = model(x)
+        rows = torch.arange(logits.shape[0])
+        score = logits[rows, torch.tensor(targets)].sum()
+        score.backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    model.zero_grad(set_to_none=True)
+    activations = {k: v.detach().clone() for k, v in activations.items()}
+    gradients = {k: v.clone() for k, v in gradients.items()}
+    return logits.detach(), activations, gradients
+
+
+def sanity_check(model, x, logits, acts, grads, targets, names):
+    """Cheap consistency checks on the recorded tensors."""
+    with torch.no_grad():
+        direct = model(x)  # the torchvision model, with in-place ReLUs
+    assert torch.equal(direct, logits), "hooked forward changed the logits"
+    assert torch.equal(acts["relu"], acts["bn1"].clamp_min(0))
+    for stage in range(1, 5):
+        last = len(getattr(model, f"layer{stage}")) - 1
+        key = f"layer{stage}"
+        assert torch.equal(acts[key], acts[f"{key}.{last}"])
+        assert torch.equal(grads[key], grads[f"{key}.{last}"])
+    fc_rows = model.fc.weight.detach()[targets]
+    assert torch.equal(grads["avgpool"][:, :, 0, 0], fc_rows)
+    assert set(acts) == set(grads) == set(names)
+
+
+# --------------------------------------------------------------------------
+# pytorch-grad-cam
+# --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def projection_signs(signs):
+    """Negate get_2d_projection's result for the target layers flagged.
+
+    pytorch-grad-cam calls get_2d_projection once per target layer, in
+    target-layer order; ``signs[i]`` multiplies the i-th call's result.
+    Negation is exact in floating point, so this yields exactly the CAM the
+    library would give if the SVD had returned the opposite sign.
+    """
+    original = pytorch_grad_cam.base_cam.get_2d_projection
+    calls = []
+
+    def patched(activation_batch):
+        sign = signs[len(calls)]
+        calls.append(sign)
+        projection = original(activation_batch)
+        return -projection if sign < 0 else projection
+
+    saved = [(m, m.get_2d_projection) for m in PROJECTION_MODULES]
+    for module, _ in saved:
+        module.get_2d_projection = patched
+    try:
+        yield calls
+    finally:
+        for module, function in saved:
+            module.get_2d_projection = function
+    if len(calls) != len(signs):
+        raise AssertionError(f"expected {len(signs)} projections, "
+                             f"saw {len(calls)}")
+
+
+def spec_classes(spec, chosen, lowest):
+    """The classes a CAM targets (None for the argmax)."""
+    if spec.targets == "none":
+        return None
+    return lowest if spec.classes == "lowest" else chosen
+
+
+def make_targets(spec, classes):
+    if classes is None:
+        return None
+    target_class = {"class": ClassifierOutputTarget,
+                    "softmax": ClassifierOutputSoftmaxTarget}[spec.targets]
+    return [target_class(c) for c in classes]
+
+
+def run_cam(model, x, spec, classes, signs=None):
+    """One pytorch-grad-cam call; returns its float32 (N, H, W) output."""
+    modules = dict(model.named_modules())
+    target_layers = [modules[name] for name in spec.target_layers]
+    method = METHODS[spec.method]
+    guard = (projection_signs(signs) if signs is not None
+             else contextlib.nullcontext())
+    with guard, method(model=model, target_layers=target_layers) as cam:
+        result = cam(input_tensor=x, targets=make_targets(spec, classes),
+                     eigen_smooth=spec.eigen_smooth)
+    assert result.dtype == np.float32
+    assert result.shape == (x.shape[0],) + tuple(x.shape[2:])
+    return result
+
+
+def sign_variants(spec):
+    """Non-identity sign patterns: mask string ('1' = negated) -> signs."""
+    variants = {}
+    for flips in itertools.product((0, 1), repeat=len(spec.target_layers)):
+        if any(flips):
+            mask = "".join(str(f) for f in flips)
+            variants[mask] = [(-1 if f else 1) for f in flips]
+    return variants
+
+
+def run_all_cams(model, x, case, classes):
+    """All CAMs of the case plus, if sign-ambiguous, their sign variants.
+
+    ``classes`` maps a CAM id to its target classes (None: argmax).
+    """
+    cams, flipped = {}, {}
+    for spec in case.cams:
+        cams[spec.cam_id] = run_cam(model, x, spec, classes[spec.cam_id])
+        if spec.sign_ambiguous:
+            for mask, signs in sign_variants(spec).items():
+                flipped[(spec.cam_id, mask)] = run_cam(
+                    model, x, spec, classes[spec.cam_id], signs)
+    return cams, flipped
+
+
+# --------------------------------------------------------------------------
+# Reference noise: float32 vs float64 forward of the same weights
+# --------------------------------------------------------------------------
+
+def relative_difference(a, b, scale=None):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if scale is None:
+        scale = np.abs(b).max()
+    return float(np.abs(a - b).max() / scale) if scale > 0 else 0.0
+
+
+def measure_noise(model, x, names, targets, classes, case, acts32, grads32,
+                  logits32, cams32, flipped32):
+    """Float64 re-run; differences relative to each tensor's max |value|."""
+    model64 = without_inplace_relu(model).double()
+    x64 = x.double()
+    logits64, acts64, grads64 = record_layers(model64, x64, names, targets)
+    noise = {
+        "logits_rel": relative_difference(logits32, logits64),
+        "activations_rel_max": max(
+            relative_difference(acts32[n], acts64[n]) for n in names),
+        "gradients_rel_max": max(
+            relative_difference(grads32[n], grads64[n]) for n in names),
+    }
+    cam_noise, cam_noise_up_to_sign = {}, {}
+    model64 = copy.deepcopy(model).double()
+    for spec in case.cams:
+        cam64 = run_cam(model64, x64, spec, classes[spec.cam_id])
+        ref = cams32[spec.cam_id]
+        diff = np.abs(cam64.astype(np.float64) - ref).reshape(len(ref), -1)
+        per_image = diff.max(axis=1)
+        cam_noise[spec.cam_id] = float(per_image.max())
+        if spec.sign_ambiguous:
+            # Per image, the best match over all sign patterns.
+            for mask in sign_variants(spec):
+                alt = flipped32[(spec.cam_id, mask)].astype(np.float64)
+                alt_diff = np.abs(cam64 - alt).reshape(len(ref), -1)
+                per_image = np.minimum(per_image, alt_diff.max(axis=1))
+        cam_noise_up_to_sign[spec.cam_id] = float(per_image.max())
+    noise["cam_abs_max"] = max(cam_noise.values())
+    noise["cam_abs_max_up_to_sign"] = max(cam_noise_up_to_sign.values())
+    noise["cam_abs_per_cam"] = cam_noise
+    noise["cam_abs_per_cam_up_to_sign"] = cam_noise_up_to_sign
+    return noise
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+def contiguous(tensors):
+    return {k: v.detach().contiguous() for k, v in tensors.items()}
+
+
+def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
+               classes, cams, flipped, noise):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(contiguous(model.state_dict()),
+              str(out_dir / "weights.safetensors"))
+
+    expected = {"input": x, "logits": logits}
+    for name in names:
+        expected[f"activation/{name}"] = acts[name]
+        expected[f"gradient/{name}"] = grads[name]
+    for cam_id, cam in cams.items():
+        expected[f"cam/{cam_id}"] = torch.from_numpy(cam)
+    for (cam_id, mask), cam in flipped.items():
+        expected[f"cam_signflip/{cam_id}/{mask}"] = torch.from_numpy(cam)
+    for key, value in expected.items():
+        assert value.dtype == torch.float32, key
+    save_file(contiguous(expected), str(out_dir / "expected.safetensors"))
+
+    cam_entries = []
+    for spec in case.cams:
+        entry = {
+            "key": f"cam/{spec.cam_id}",
+            "method": spec.method,
+            "target_layers": list(spec.target_layers),
+            "targets": {
+                "kind": spec.targets,
+                "classes": classes[spec.cam_id],
+            },
+            "eigen_smooth": spec.eigen_smooth,
+            "all_zero_images": all_zero_images(cams[spec.cam_id]),
+        }
+        if spec.sign_ambiguous:
+            entry["sign_variants"] = {
+                mask: f"cam_signflip/{spec.cam_id}/{mask}"
+                for mask in sign_variants(spec)}
+        cam_entries.append(entry)
+
+    meta = {
+        "case": case.name,
+        "block": case.block,
+        "layers": list(case.layers),
+        "groups": case.groups,
+        "width_per_group": case.width_per_group,
+        "width_divisor": case.divisor,
+        "num_classes": case.num_classes,
+        "input_shape": list(case.input_shape),
+        "layer_names": names,
+        "gradient_targets": targets,
+        "cams": cam_entries,
+        "versions": versions(),
+        "max_abs_logit": float(logits.abs().max()),
+        "float64_vs_float32": {
+            k: noise[k] for k in ("logits_rel", "activations_rel_max",
+                                  "gradients_rel_max", "cam_abs_max",
+                                  "cam_abs_max_up_to_sign")},
+    }
+    with open(out_dir / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
+def all_zero_images(cam):
+    """Indices of the images whose CAM is identically zero."""
+    return [i for i in range(len(cam)) if not np.any(cam[i])]
+
+
+def versions():
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "grad_cam": metadata.version("grad-cam"),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def generate_case(case, output_dir):
+    model, x = build_case(case)
+    names = layer_names(model)
+    with torch.no_grad():
+        logits = model(x)
+    mass = class_mass(model, logits)
+    targets = choose_targets(mass, case.seed)
+    lowest = lowest_classes(mass)
+    classes = {spec.cam_id: spec_classes(spec, targets, lowest)
+               for spec in case.cams}
+
+    recorder = without_inplace_relu(model)
+    logits, acts, grads = record_layers(recorder, x, names, targets)
+    sanity_check(model, x, logits, acts, grads, targets, names)
+    check_scale(case, names, acts, logits)
+
+    # The CAMs run on the model as torchvision builds it (in-place ReLUs).
+    cams, flipped = run_all_cams(model, x, case, classes)
+    noise = measure_noise(model, x, names, targets, classes, case, acts,
+                          grads, logits, cams, flipped)
+    write_case(output_dir / case.name, case, model, x, names, logits, acts,
+               grads, targets, classes, cams, flipped, noise)
+    report(case, logits, targets, noise, cams, len(flipped))
+
+
+def check_scale(case, names, acts, logits):
+    """Activations must neither vanish nor explode; logits stay moderate."""
+    for name in names:
+        std = float(acts[name].std())
+        if not 0.05 < std < 20.0:
+            raise AssertionError(f"{case.name}/{name}: activation std {std}")
+    max_logit = float(logits.abs().max())
+    if not 0.1 < max_logit < 100.0:
+        raise AssertionError(f"{case.name}: max |logit| {max_logit}")
+
+
+def report(case, logits, targets, noise, cams, n_flipped):
+    print(f"{case.name}: {len(cams)} CAMs (+{n_flipped} sign variants), "
+          f"max |logit| = {float(logits.abs().max()):.4f}, targets {targets}"
+          f", argmax {logits.argmax(dim=1).tolist()}")
+    print(f"  float64 vs float32: logits {noise['logits_rel']:.2e} "
+          f"(rel. to max |logit|), activations "
+          f"{noise['activations_rel_max']:.2e}, gradients "
+          f"{noise['gradients_rel_max']:.2e} (rel. to each layer's "
+          f"max |value|)")
+    print(f"  CAM max abs diff {noise['cam_abs_max']:.2e} "
+          f"(up to SVD sign {noise['cam_abs_max_up_to_sign']:.2e})")
+    worst = sorted(noise["cam_abs_per_cam_up_to_sign"].items(),
+                   key=lambda item: -item[1])[:3]
+    print("  worst CAMs: " + ", ".join(f"{k} {v:.2e}" for k, v in worst))
+    zero = {k: all_zero_images(v) for k, v in cams.items()}
+    zero = {k: v for k, v in zero.items() if v}
+    print(f"  all-zero images: {zero}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT,
+                        help="where to write <case>/ (default: %(default)s)")
+    parser.add_argument("--case", action="append", choices=[
+        c.name for c in CASES], help="only this case (repeatable)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    torch.use_deterministic_algorithms(True)
+    for case in CASES:
+        if args.case is None or case.name in args.case:
+            generate_case(case, args.output_dir)
+
+
+if __name__ == "__main__":
+    main()
