@@ -10,7 +10,11 @@ public struct NamedLayer: Sendable, Equatable {
 
 /// An inference network: input (N, C, H, W) to logits (N, classes).
 public final class Network: Sendable {
+    /// The inspectable chain: every named layer is the output of one of these nodes.
     public let nodes: [any Node]
+    /// The chain `forward` runs: the same function with adjacent steps fused (for a ResNet, the
+    /// stem's batch norm folded into conv1 and its ReLU fused). Defaults to `nodes`.
+    public let inferenceNodes: [any Node]
     public let layers: [NamedLayer]
     public let inputChannels: Int
     public let numClasses: Int
@@ -19,9 +23,10 @@ public final class Network: Sendable {
     /// The inferred configuration as a JSON object.
     public let configurationJSON: String
 
-    public init(nodes: [any Node], layers: [NamedLayer], inputChannels: Int, numClasses: Int,
-                architecture: String, configurationJSON: String) {
+    public init(nodes: [any Node], inferenceNodes: [any Node]? = nil, layers: [NamedLayer], inputChannels: Int,
+                numClasses: Int, architecture: String, configurationJSON: String) {
         self.nodes = nodes
+        self.inferenceNodes = inferenceNodes ?? nodes
         self.layers = layers
         self.inputChannels = inputChannels
         self.numClasses = numClasses
@@ -57,10 +62,11 @@ public final class Network: Sendable {
 
     /// Logits (N, classes) for `input` (N, C, H, W), read in place.
     public func forward(_ input: UnsafePointer<Float>, shape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
-        let shapes = try nodeShapes(for: shape)
+        _ = try nodeShapes(for: shape)
         var current = FloatBuffer(borrowing: input, count: shape.count)
         var currentShape = shape
-        for (node, outShape) in zip(nodes, shapes) {
+        for node in inferenceNodes {
+            let outShape = try node.outputShape(for: currentShape)
             current = try node.forward(current, shape: currentShape, cache: nil)
             currentShape = outShape
         }

@@ -1,21 +1,37 @@
-// ConvNode: a convolution as a graph node (ResNet's stem conv1, kept unfolded so that its output
-// is exactly torchvision's conv1 output, before batch norm).
+// ConvNode: a convolution as a graph node, optionally followed by ReLU in the same pass.
+// ResNet's stem uses it twice: unfolded (its output is exactly torchvision's conv1 output, before
+// batch norm) in the inspectable chain, and with batch norm folded and ReLU fused in the
+// inference chain.
 
 public struct ConvNode: Node {
     public let conv: ConvLayer
+    public let appliesReLU: Bool
 
-    public init(conv: ConvLayer) { self.conv = conv }
+    public init(conv: ConvLayer, appliesReLU: Bool = false) {
+        self.conv = conv
+        self.appliesReLU = appliesReLU
+    }
 
     public func outputShape(for input: ActivationShape) throws(SwiftCAMError) -> ActivationShape {
         try conv.outputShape(for: input)
     }
 
     public func forward(_ input: FloatBuffer, shape: ActivationShape, cache: NodeCache?) throws(SwiftCAMError) -> FloatBuffer {
-        try conv.forward(input, shape: shape, applyReLU: false)
+        let output = try conv.forward(input, shape: shape, applyReLU: appliesReLU)
+        if appliesReLU { cache?.activations = [output] }
+        return output
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
                          seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
-        try conv.backwardInput(outputGradient, inputShape: inputShape.with(batch: inputShape.batch * seedsPerImage))
+        var gradient = outputGradient
+        if appliesReLU {
+            guard let output = cache.activations.first else { throw .invalidArgument("conv backward without a forward cache") }
+            gradient = try FloatBuffer(count: outputGradient.count)
+            gradient.pointer.update(from: outputGradient.pointer, count: outputGradient.count)
+            reluBackwardBroadcast(gradient, output: output, images: inputShape.batch, seedsPerImage: seedsPerImage,
+                                  imageCount: try outputShape(for: inputShape).imageCount)
+        }
+        return try conv.backwardInput(gradient, inputShape: inputShape.with(batch: inputShape.batch * seedsPerImage))
     }
 }

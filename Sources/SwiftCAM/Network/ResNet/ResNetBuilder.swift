@@ -18,10 +18,13 @@ public enum ResNetBuilder {
         let stemShape = Conv2dShape(inChannels: config.inputChannels, outChannels: config.stemWidth, kernelHeight: 7, kernelWidth: 7,
                                     strideHeight: 2, strideWidth: 2, paddingHeight: 3, paddingWidth: 3)
         let stemWeight = try weights.read("conv1.weight", shape: [config.stemWidth, config.inputChannels, 7, 7])
+        let stemNorm = try readBatchNorm("bn1", channels: config.stemWidth, from: weights)
         append(ConvNode(conv: ConvLayer(shape: stemShape, weight: try FloatBuffer(stemWeight), bias: nil)), name: "conv1")
-        append(try ChannelAffineNode(batchNorm: try readBatchNorm("bn1", channels: config.stemWidth, from: weights)), name: "bn1")
+        append(try ChannelAffineNode(batchNorm: stemNorm), name: "bn1")
         append(ReLUNode(), name: "relu")
         append(MaxPoolNode(kernel: 3, stride: 2, padding: 1), name: "maxpool")
+        // Inference fuses conv1, bn1 and relu into one pass.
+        let fusedStem = ConvNode(conv: try ConvLayer.folding(shape: stemShape, weight: stemWeight, batchNorm: stemNorm), appliesReLU: true)
 
         var inPlanes = config.stemWidth
         for stage in 0..<4 {
@@ -41,7 +44,7 @@ public enum ResNetBuilder {
         nodes.append(LinearNode(inFeatures: features, outFeatures: config.numClasses,
                                 weight: try FloatBuffer(fcWeight), bias: try FloatBuffer(fcBias)))
         try weights.checkAllUsed()
-        return Network(nodes: nodes, layers: layers, inputChannels: config.inputChannels, numClasses: config.numClasses,
+        return Network(nodes: nodes, inferenceNodes: [fusedStem] + nodes.dropFirst(3), layers: layers, inputChannels: config.inputChannels, numClasses: config.numClasses,
                        architecture: config.torchvisionName ?? "resnet", configurationJSON: config.json)
     }
 
