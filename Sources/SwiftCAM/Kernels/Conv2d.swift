@@ -1,5 +1,6 @@
 // Conv2d: 2-D convolution for NCHW Float32 tensors, forward (with optional bias and fused ReLU)
-// and gradient with respect to the input, by im2col / col2im and OpenBLAS sgemm.
+// and gradient with respect to the input, by im2col / col2im and OpenBLAS sgemm. The column matrix
+// is built a band of output rows at a time so that it stays in L2 between im2col and the GEMM.
 // Batch norm is folded into the weights by the caller, so it does not appear here.
 
 import COpenBLAS
@@ -73,11 +74,29 @@ public struct Conv2dShape: Equatable, Sendable {
     }
 
     /// Floats of workspace `conv2dForward` / `conv2dBackwardInput` need for one image, whatever the
-    /// batch size (0 for 1x1 stride-1 unpadded convs): one group's column matrix,
-    /// `(inChannels / groups * kernelHeight * kernelWidth, outputHeight * outputWidth)`.
+    /// batch size (0 for 1x1 stride-1 unpadded convs): one band of one group's column matrix,
+    /// `(inChannels / groups * kernelHeight * kernelWidth, bandRows * outputWidth)`.
     public func workspaceCount(height: Int, width: Int) -> Int {
         guard !isPointwise, let output = outputSize(height: height, width: width) else { return 0 }
-        return (inChannels / groups) * kernelHeight * kernelWidth * output.height * output.width
+        return columnRows * bandRows(outputHeight: output.height, outputWidth: output.width) * output.width
+    }
+
+    /// Rows of the column matrix: `inChannels / groups * kernelHeight * kernelWidth`.
+    var columnRows: Int { (inChannels / groups) * kernelHeight * kernelWidth }
+
+    /// Floats of column matrix unfolded and multiplied at a time: small enough to stay in L2 between
+    /// im2col and the GEMM...
+    static let columnBandBudget = 1 << 18
+
+    /// ...but at least this many output positions per band, because every GEMM call packs the whole
+    /// weight matrix again, which costs as much as a GEMM with this many columns.
+    static let minimumBandColumns = 256
+
+    /// Output rows per band of the column matrix (at least 1, at most all).
+    func bandRows(outputHeight: Int, outputWidth: Int) -> Int {
+        let budgetRows = Self.columnBandBudget / max(1, columnRows * outputWidth)
+        let minimumRows = (Self.minimumBandColumns + outputWidth - 1) / max(1, outputWidth)
+        return max(1, min(outputHeight, max(budgetRows, minimumRows)))
     }
 }
 
@@ -93,37 +112,46 @@ public func conv2dForward(
     bias: UnsafePointer<Float>?,  // (Cout)
     batch: Int, height: Int, width: Int, shape: Conv2dShape,
     applyReLU: Bool,
-    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, Ho * Wo)
+    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, bandRows * Wo)
 ) {
     guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
     let groupInChannels = shape.inChannels / shape.groups
     let groupOutChannels = shape.outChannels / shape.groups
     let inputPlane = height * width
     let outputPlane = outputHeight * outputWidth
-    let columnRows = groupInChannels * shape.kernelHeight * shape.kernelWidth
+    let columnRows = shape.columnRows
+    let bandRows = shape.bandRows(outputHeight: outputHeight, outputWidth: outputWidth)
 
     for image in 0..<batch {
         let imageInput = input + image * shape.inChannels * inputPlane  // (Cin, H, W)
         let imageOutput = output + image * shape.outChannels * outputPlane  // (Cout, Ho, Wo)
         for group in 0..<shape.groups {
             let groupInput = imageInput + group * groupInChannels * inputPlane  // (Cin/g, H, W)
-            let columns: UnsafePointer<Float>  // (Cin/g * kh * kw, Ho * Wo)
+            let groupWeight = weight + group * groupOutChannels * columnRows  // (Cout/g, Cin/g*kh*kw)
+            let groupOutput = imageOutput + group * groupOutChannels * outputPlane  // (Cout/g, Ho*Wo)
             if shape.isPointwise {
-                columns = groupInput
-            } else {
+                // (Cout/g, H*W) = (Cout/g, Cin/g) · (Cin/g, H*W)
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    blasint(groupOutChannels), blasint(outputPlane), blasint(columnRows),
+                    1, groupWeight, blasint(columnRows), groupInput, blasint(outputPlane),
+                    0, groupOutput, blasint(outputPlane))
+                continue
+            }
+            for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
+                let band = bandStart..<min(bandStart + bandRows, outputHeight)
+                let bandColumns = band.count * outputWidth
                 im2col(
                     columns: workspace, image: groupInput, channels: groupInChannels,
-                    height: height, width: width,
-                    outputHeight: outputHeight, outputWidth: outputWidth, shape: shape)
-                columns = UnsafePointer(workspace)
+                    height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
+                    band: band, shape: shape)
+                // (Cout/g, band) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, band), into columns of the output
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    blasint(groupOutChannels), blasint(bandColumns), blasint(columnRows),
+                    1, groupWeight, blasint(columnRows), workspace, blasint(bandColumns),
+                    0, groupOutput + bandStart * outputWidth, blasint(outputPlane))
             }
-            // (Cout/g, Ho*Wo) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, Ho*Wo)
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                blasint(groupOutChannels), blasint(outputPlane), blasint(columnRows),
-                1, weight + group * groupOutChannels * columnRows, blasint(columnRows),
-                columns, blasint(outputPlane),
-                0, imageOutput + group * groupOutChannels * outputPlane, blasint(outputPlane))
         }
         addChannelBias(
             imageOutput, bias: bias, channels: shape.outChannels, spatial: outputPlane,
@@ -140,14 +168,15 @@ public func conv2dBackwardInput(
     outputGradient: UnsafePointer<Float>,  // (N, Cout, Ho, Wo)
     weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
     batch: Int, height: Int, width: Int, shape: Conv2dShape,
-    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, Ho * Wo)
+    workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, bandRows * Wo)
 ) {
     guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
     let groupInChannels = shape.inChannels / shape.groups
     let groupOutChannels = shape.outChannels / shape.groups
     let inputPlane = height * width
     let outputPlane = outputHeight * outputWidth
-    let columnRows = groupInChannels * shape.kernelHeight * shape.kernelWidth
+    let columnRows = shape.columnRows
+    let bandRows = shape.bandRows(outputHeight: outputHeight, outputWidth: outputWidth)
 
     for image in 0..<batch {
         let imageGradient = inputGradient + image * shape.inChannels * inputPlane  // (Cin, H, W)
@@ -157,19 +186,31 @@ public func conv2dBackwardInput(
         }
         for group in 0..<shape.groups {
             let groupGradient = imageGradient + group * groupInChannels * inputPlane  // (Cin/g, H, W)
-            // (Cin/g*kh*kw, Ho*Wo) = (Cout/g, Cin/g*kh*kw)ᵀ · (Cout/g, Ho*Wo)
-            let columns = shape.isPointwise ? groupGradient : workspace
-            cblas_sgemm(
-                CblasRowMajor, CblasTrans, CblasNoTrans,
-                blasint(columnRows), blasint(outputPlane), blasint(groupOutChannels),
-                1, weight + group * groupOutChannels * columnRows, blasint(columnRows),
-                imageOutputGradient + group * groupOutChannels * outputPlane, blasint(outputPlane),
-                0, columns, blasint(outputPlane))
-            if !shape.isPointwise {
+            let groupWeight = weight + group * groupOutChannels * columnRows  // (Cout/g, Cin/g*kh*kw)
+            let groupOutputGradient = imageOutputGradient + group * groupOutChannels * outputPlane  // (Cout/g, Ho*Wo)
+            if shape.isPointwise {
+                // (Cin/g, H*W) = (Cout/g, Cin/g)ᵀ · (Cout/g, H*W)
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans,
+                    blasint(columnRows), blasint(outputPlane), blasint(groupOutChannels),
+                    1, groupWeight, blasint(columnRows), groupOutputGradient, blasint(outputPlane),
+                    0, groupGradient, blasint(outputPlane))
+                continue
+            }
+            for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
+                let band = bandStart..<min(bandStart + bandRows, outputHeight)
+                let bandColumns = band.count * outputWidth
+                // (Cin/g*kh*kw, band) = (Cout/g, Cin/g*kh*kw)ᵀ · (Cout/g, band)
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans,
+                    blasint(columnRows), blasint(bandColumns), blasint(groupOutChannels),
+                    1, groupWeight, blasint(columnRows),
+                    groupOutputGradient + bandStart * outputWidth, blasint(outputPlane),
+                    0, workspace, blasint(bandColumns))
                 col2im(
                     image: groupGradient, columns: workspace, channels: groupInChannels,
-                    height: height, width: width,
-                    outputHeight: outputHeight, outputWidth: outputWidth, shape: shape)
+                    height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
+                    band: band, shape: shape)
             }
         }
     }
@@ -188,71 +229,74 @@ func validOutputRange(offset: Int, stride: Int, inputSize: Int, outputSize: Int)
     return lower..<max(lower, min(end, outputSize))
 }
 
-/// Unfolds one group of one image into its column matrix: row `(c, ki, kj)` holds, for every output
-/// position, the input value under kernel tap `(ki, kj)` of channel `c` (0 in the padding).
+/// Unfolds output rows `band` of one group of one image into a band of its column matrix: row
+/// `(c, ki, kj)` holds, for every output position in the band, the input value under kernel tap
+/// `(ki, kj)` of channel `c` (0 in the padding). Channels are the outer loop so that each input
+/// plane stays in L1 while its taps are written, and the columns are written front to back.
 func im2col(
-    columns: UnsafeMutablePointer<Float>,  // (C * kh * kw, Ho * Wo)
+    columns: UnsafeMutablePointer<Float>,  // (C * kh * kw, band.count * Wo)
     image: UnsafePointer<Float>,  // (C, H, W)
-    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, shape: Conv2dShape
+    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int,
+    band: Range<Int>, shape: Conv2dShape
 ) {
-    let outputPlane = outputHeight * outputWidth
     let strideWidth = shape.strideWidth
-    for ki in 0..<shape.kernelHeight {
-        let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
-        let rows = validOutputRange(
-            offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight)
-        for kj in 0..<shape.kernelWidth {
-            let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
-            let cols = validOutputRange(
-                offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
-            for channel in 0..<channels {
-                let row = columns + ((channel * shape.kernelHeight + ki) * shape.kernelWidth + kj) * outputPlane
-                let plane = image + channel * height * width
-                row.update(repeating: 0, count: rows.lowerBound * outputWidth)
+    var row = columns
+    for channel in 0..<channels {
+        let plane = image + channel * height * width
+        for ki in 0..<shape.kernelHeight {
+            let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
+            let rows = validOutputRange(
+                offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight
+            ).clamped(to: band)
+            for kj in 0..<shape.kernelWidth {
+                let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
+                let cols = validOutputRange(
+                    offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
+                fill(row, count: (rows.lowerBound - band.lowerBound) * outputWidth)
                 for oy in rows {
-                    let destination = row + oy * outputWidth
+                    let destination = row + (oy - band.lowerBound) * outputWidth
                     let source = plane + (oy * shape.strideHeight + rowOffset) * width
-                    destination.update(repeating: 0, count: cols.lowerBound)
+                    fill(destination, count: cols.lowerBound)
                     if strideWidth == 1 {
-                        (destination + cols.lowerBound).update(
-                            from: source + (cols.lowerBound + columnOffset), count: cols.count)
+                        for ox in cols { destination[ox] = source[ox + columnOffset] }
                     } else {
-                        for ox in cols {
-                            destination[ox] = source[ox * strideWidth + columnOffset]
-                        }
+                        for ox in cols { destination[ox] = source[ox * strideWidth + columnOffset] }
                     }
-                    (destination + cols.upperBound).update(
-                        repeating: 0, count: outputWidth - cols.upperBound)
+                    fill(destination + cols.upperBound, count: outputWidth - cols.upperBound)
                 }
-                (row + rows.upperBound * outputWidth).update(
-                    repeating: 0, count: (outputHeight - rows.upperBound) * outputWidth)
+                fill(
+                    row + (rows.upperBound - band.lowerBound) * outputWidth,
+                    count: (band.upperBound - rows.upperBound) * outputWidth)
+                row += band.count * outputWidth
             }
         }
     }
 }
 
-/// Folds a column matrix back onto one group of one image, adding every entry to the input position
-/// it was unfolded from (the adjoint of `im2col`). Accumulates: zero `image` first.
+/// Folds a band of a column matrix (output rows `band`) back onto one group of one image, adding
+/// every entry to the input position it was unfolded from (the adjoint of `im2col`). Accumulates:
+/// zero `image` first.
 func col2im(
     image: UnsafeMutablePointer<Float>,  // (C, H, W)
-    columns: UnsafePointer<Float>,  // (C * kh * kw, Ho * Wo)
-    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, shape: Conv2dShape
+    columns: UnsafePointer<Float>,  // (C * kh * kw, band.count * Wo)
+    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int,
+    band: Range<Int>, shape: Conv2dShape
 ) {
-    let outputPlane = outputHeight * outputWidth
     let strideWidth = shape.strideWidth
-    for ki in 0..<shape.kernelHeight {
-        let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
-        let rows = validOutputRange(
-            offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight)
-        for kj in 0..<shape.kernelWidth {
-            let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
-            let cols = validOutputRange(
-                offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
-            for channel in 0..<channels {
-                let row = columns + ((channel * shape.kernelHeight + ki) * shape.kernelWidth + kj) * outputPlane
-                let plane = image + channel * height * width
+    var row = columns
+    for channel in 0..<channels {
+        let plane = image + channel * height * width
+        for ki in 0..<shape.kernelHeight {
+            let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
+            let rows = validOutputRange(
+                offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight
+            ).clamped(to: band)
+            for kj in 0..<shape.kernelWidth {
+                let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
+                let cols = validOutputRange(
+                    offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
                 for oy in rows {
-                    let source = row + oy * outputWidth
+                    let source = row + (oy - band.lowerBound) * outputWidth
                     let destination = plane + (oy * shape.strideHeight + rowOffset) * width
                     if strideWidth == 1 {
                         for ox in cols { destination[ox + columnOffset] += source[ox] }
@@ -260,7 +304,14 @@ func col2im(
                         for ox in cols { destination[ox * strideWidth + columnOffset] += source[ox] }
                     }
                 }
+                row += band.count * outputWidth
             }
         }
     }
+}
+
+/// Sets `count` floats to 0 with an inlined loop (the counts here are mostly tiny: padding edges).
+@inline(__always)
+func fill(_ destination: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { destination[i] = 0 }
 }
