@@ -456,12 +456,30 @@ def measure_noise(model, x, names, targets, classes, case, acts32, grads32,
 # Output
 # --------------------------------------------------------------------------
 
+def record_input_gradients(model, x, targets):
+    """d(score)/d(input) for score = sum_n logits[n, targets[n]], true and guided.
+
+    The guided one is pytorch-grad-cam's GuidedBackpropReLUModel, which explains one image at a
+    time and returns (H, W, C); it is run per image and stacked back to (N, C, H, W).
+    """
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+
+    plain = without_inplace_relu(model)
+    inputs = x.clone().requires_grad_(True)
+    logits = plain(inputs)
+    logits[torch.arange(len(targets)), torch.tensor(targets)].sum().backward()
+    guided_model = GuidedBackpropReLUModel(copy.deepcopy(model), device="cpu")
+    guided = [torch.from_numpy(guided_model(x[n:n + 1].clone(), target_category=int(c)))
+              .permute(2, 0, 1) for n, c in enumerate(targets)]
+    return inputs.grad.detach().clone(), torch.stack(guided).contiguous()
+
+
 def contiguous(tensors):
     return {k: v.detach().contiguous() for k, v in tensors.items()}
 
 
 def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
-               classes, cams, flipped, noise):
+               classes, cams, flipped, noise, input_gradients):
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(contiguous(model.state_dict()),
               str(out_dir / "weights.safetensors"))
@@ -470,6 +488,7 @@ def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
     for name in names:
         expected[f"activation/{name}"] = acts[name]
         expected[f"gradient/{name}"] = grads[name]
+    expected["gradient/input"], expected["guided/input"] = input_gradients
     for cam_id, cam in cams.items():
         expected[f"cam/{cam_id}"] = torch.from_numpy(cam)
     for (cam_id, mask), cam in flipped.items():
@@ -556,8 +575,9 @@ def generate_case(case, output_dir):
     cams, flipped = run_all_cams(model, x, case, classes)
     noise = measure_noise(model, x, names, targets, classes, case, acts,
                           grads, logits, cams, flipped)
+    input_gradients = record_input_gradients(model, x, targets)
     write_case(output_dir / case.name, case, model, x, names, logits, acts,
-               grads, targets, classes, cams, flipped, noise)
+               grads, targets, classes, cams, flipped, noise, input_gradients)
     report(case, logits, targets, noise, cams, len(flipped))
 
 

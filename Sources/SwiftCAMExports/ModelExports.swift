@@ -126,6 +126,20 @@ public func swiftcam_model_forward(_ model: OpaquePointer?, _ input: UnsafePoint
 }
 
 @c @implementation
+public func swiftcam_model_forward_from(_ model: OpaquePointer?, _ layer: Int64, _ activation: UnsafePointer<Float>?,
+                                        _ activationShape: UnsafePointer<Int64>?, _ logits: UnsafeMutablePointer<Float>?,
+                                        _ logitsCount: Int64, _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+    withStatus(message, capacity) { () throws(SwiftCAMError) in
+        let handle = try ModelHandle.from(model)
+        let shape = try readInputShape(activationShape)
+        let activation = try requireNonNull(activation, "activation")
+        let output = try checkBuffer(logits, count: logitsCount, expected: shape.batch * handle.network.numClasses, name: "logits")
+        let result = try handle.network.forward(fromLayer: Int(clamping: layer), activation: activation, shape: shape)
+        output.update(from: result.pointer, count: result.count)
+    }
+}
+
+@c @implementation
 public func swiftcam_model_last_input_address(_ model: OpaquePointer?) -> Int64 {
     (try? ModelHandle.from(model)).map { Int64($0.lastInputAddress.load(ordering: .relaxed)) } ?? 0
 }

@@ -67,10 +67,10 @@ private func checkSeeds(_ seeds: UnsafePointer<Float>?, seedsPerImage: Int64, re
     return seeds
 }
 
-@c @implementation
-public func swiftcam_trace_backward(_ trace: OpaquePointer?, _ seeds: UnsafePointer<Float>?, _ seedsPerImage: Int64,
-                                    _ gradients: UnsafePointer<UnsafeMutablePointer<Float>?>?, _ gradientCounts: UnsafePointer<Int64>?,
-                                    _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+/// The shared body of the standard and guided backward exports.
+private func backward(_ trace: OpaquePointer?, _ seeds: UnsafePointer<Float>?, _ seedsPerImage: Int64,
+                      _ gradients: UnsafePointer<UnsafeMutablePointer<Float>?>?, _ gradientCounts: UnsafePointer<Int64>?,
+                      rule: ReLUBackwardRule, _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
     withStatus(message, capacity) { () throws(SwiftCAMError) in
         let trace = try TraceHandle.from(trace).trace
         let seeds = try checkSeeds(seeds, seedsPerImage: seedsPerImage, required: true)!
@@ -79,9 +79,23 @@ public func swiftcam_trace_backward(_ trace: OpaquePointer?, _ seeds: UnsafePoin
             try trace.activationShape(at: position).count * k
         }
         let outputs = try checkBufferList(gradients, counts: gradientCounts, expected: expected, name: "gradients")
-        let results = try trace.backward(seeds: seeds, seedsPerImage: k)
+        let results = try trace.backward(seeds: seeds, seedsPerImage: k, reluRule: rule)
         for (output, result) in zip(outputs, results) { output.update(from: result.pointer, count: result.count) }
     }
+}
+
+@c @implementation
+public func swiftcam_trace_backward(_ trace: OpaquePointer?, _ seeds: UnsafePointer<Float>?, _ seedsPerImage: Int64,
+                                    _ gradients: UnsafePointer<UnsafeMutablePointer<Float>?>?, _ gradientCounts: UnsafePointer<Int64>?,
+                                    _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+    backward(trace, seeds, seedsPerImage, gradients, gradientCounts, rule: .standard, message, capacity)
+}
+
+@c @implementation
+public func swiftcam_trace_guided_backward(_ trace: OpaquePointer?, _ seeds: UnsafePointer<Float>?, _ seedsPerImage: Int64,
+                                           _ gradients: UnsafePointer<UnsafeMutablePointer<Float>?>?, _ gradientCounts: UnsafePointer<Int64>?,
+                                           _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+    backward(trace, seeds, seedsPerImage, gradients, gradientCounts, rule: .guided, message, capacity)
 }
 
 @c @implementation

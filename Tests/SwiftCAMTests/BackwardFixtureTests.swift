@@ -29,6 +29,45 @@ final class BackwardFixtureTests: XCTestCase {
         }
     }
 
+    func testInputGradientsMatchAutogradAndGuidedBackprop() throws {
+        for name in Fixture.cases {
+            let fixture = try Fixture(name)
+            let network = try fixture.network()
+            let input = try fixture.tensor("input")
+            let trace = try input.values.withUnsafeBufferPointer {
+                try Trace(network: network, input: $0.baseAddress!, shape: fixture.inputShape, layers: [Trace.inputLayer])
+            }
+            XCTAssertEqual(try trace.activation(at: 0).toArray(), input.values, "\(name): the input layer is a copy of the input")
+            let seeds = Seeds.oneHot(classes: ints(fixture.meta["gradient_targets"]), numClasses: network.numClasses)
+            for (key, rule) in [("gradient/input", ReLUBackwardRule.standard), ("guided/input", .guided)] {
+                let gradient = try seeds.withUnsafeBufferPointer { try trace.backward(seeds: $0.baseAddress!, seedsPerImage: 1, reluRule: rule) }[0]
+                let expected = try fixture.tensor(key)
+                let scale = maxAbs(expected.values)
+                let error = maxAbsDifference(expected.values, UnsafeBufferPointer(gradient.buffer))
+                XCTAssertLessThanOrEqual(error, 1e-5 * scale, "\(name) \(key): differs by \(error) (max \(scale))")
+            }
+        }
+    }
+
+    func testForwardFromALayerEqualsTheFullForwardPass() throws {
+        for name in Fixture.cases {
+            let fixture = try Fixture(name)
+            let network = try fixture.network()
+            let expected = try fixture.tensor("logits").values
+            for layerName in ["maxpool", "layer2", "layer3.0", "layer4", "avgpool"] {
+                let layer = try XCTUnwrap(network.layers.firstIndex { $0.name == layerName })
+                let activation = try fixture.tensor("activation/\(layerName)")
+                let shape = ActivationShape(batch: activation.shape[0], channels: activation.shape[1],
+                                            height: activation.shape[2], width: activation.shape[3])
+                let logits = try activation.values.withUnsafeBufferPointer {
+                    try network.forward(fromLayer: layer, activation: $0.baseAddress!, shape: shape)
+                }
+                let error = maxAbsDifference(expected, UnsafeBufferPointer(logits.buffer))
+                XCTAssertLessThanOrEqual(error, 1e-5 * maxAbs(expected), "\(name) from \(layerName): \(error)")
+            }
+        }
+    }
+
     func testSeveralSeedsEqualSeparateBackwardPasses() throws {
         let fixture = try Fixture("bottleneck")
         let network = try fixture.network()

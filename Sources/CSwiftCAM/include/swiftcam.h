@@ -95,6 +95,13 @@ swiftcam_status swiftcam_model_forward(const swiftcam_model *model, const float 
                                        int64_t logits_count,
                                        char *message, int64_t message_capacity);
 
+/* logits (B, num_classes) from activation (B, C, h, w), an output of layer `layer`: runs only the
+   part of the network above that layer (AblationCAM). The activation is read in place. */
+swiftcam_status swiftcam_model_forward_from(const swiftcam_model *model, int64_t layer,
+                                            const float *activation, const int64_t *activation_shape,
+                                            float *logits, int64_t logits_count,
+                                            char *message, int64_t message_capacity);
+
 /* The input address the most recent forward pass or trace of this model read from, for tests
    that prove inputs cross the ABI without a copy. */
 int64_t swiftcam_model_last_input_address(const swiftcam_model *model);
@@ -104,6 +111,10 @@ int64_t swiftcam_model_last_input_address(const swiftcam_model *model);
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct swiftcam_trace swiftcam_trace;
+
+/* In swiftcam_trace_create's layer list: the network's input (N, C, H, W) itself, for gradients
+   down to the image (guided backpropagation). Its "activation" is a copy of the input. */
+#define SWIFTCAM_LAYER_INPUT (-1)
 
 /* Runs the forward pass on input (N, C, H, W) and keeps the activations of the requested layers
    (indices into the layer list, any order, no duplicates) and what a backward pass from the
@@ -132,6 +143,13 @@ swiftcam_status swiftcam_trace_backward(const swiftcam_trace *trace, const float
                                         int64_t seeds_per_image, float *const *gradients,
                                         const int64_t *gradient_counts,
                                         char *message, int64_t message_capacity);
+
+/* As swiftcam_trace_backward, with guided backpropagation's rule at every ReLU: a gradient passes
+   only where it is positive and the forward output was positive. */
+swiftcam_status swiftcam_trace_guided_backward(const swiftcam_trace *trace, const float *seeds,
+                                               int64_t seeds_per_image, float *const *gradients,
+                                               const int64_t *gradient_counts,
+                                               char *message, int64_t message_capacity);
 
 /* CAM methods, as in pytorch-grad-cam. Append-only. */
 #define SWIFTCAM_METHOD_GRADCAM 0

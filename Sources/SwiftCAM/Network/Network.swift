@@ -63,9 +63,26 @@ public final class Network: Sendable {
     /// Logits (N, classes) for `input` (N, C, H, W), read in place.
     public func forward(_ input: UnsafePointer<Float>, shape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
         _ = try nodeShapes(for: shape)
+        return try run(inferenceNodes[...], on: input, shape: shape)
+    }
+
+    /// Logits (B, classes) from `activation` (B, C, h, w), an output of layer `layer`: runs only the
+    /// part of the network above that layer (AblationCAM re-runs it for each ablated channel).
+    public func forward(fromLayer layer: Int, activation: UnsafePointer<Float>, shape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
+        guard layers.indices.contains(layer) else {
+            throw .unknownLayer("layer index \(layer) is out of range: the model has \(layers.count) layers")
+        }
+        guard shape.batch >= 1, shape.channels >= 1, shape.height >= 1, shape.width >= 1 else {
+            throw .inputShape("the activation shape \(shape) has an empty dimension")
+        }
+        return try run(nodes[(layers[layer].nodeIndex + 1)...], on: activation, shape: shape)
+    }
+
+    /// Runs a stretch of nodes without caches, checking each step's input shape.
+    private func run(_ chain: ArraySlice<any Node>, on input: UnsafePointer<Float>, shape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
         var current = FloatBuffer(borrowing: input, count: shape.count)
         var currentShape = shape
-        for node in inferenceNodes {
+        for node in chain {
             let outShape = try node.outputShape(for: currentShape)
             current = try node.forward(current, shape: currentShape, cache: nil)
             currentShape = outShape

@@ -22,10 +22,31 @@ public protocol Node: Sendable {
     func forward(_ input: FloatBuffer, shape: ActivationShape, cache: NodeCache?) throws(SwiftCAMError) -> FloatBuffer
 
     /// The gradient with respect to the input, (N*K, C, H, W), from the gradient with respect to
-    /// the output, (N*K, C', H', W'): K gradients per image (one per score), image-major.
-    /// `inputShape` is the forward input's shape (batch N).
+    /// the output, (N*K, C', H', W'): K = `context.seedsPerImage` gradients per image (one per
+    /// score), image-major. `inputShape` is the forward input's shape (batch N).
     func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                  seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer
+                  context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer
+}
+
+/// How gradients pass through ReLUs.
+public enum ReLUBackwardRule: Sendable {
+    /// The true gradient: passes where the forward output was positive.
+    case standard
+    /// Guided backpropagation (Springenberg et al.): passes only positive gradients, and only where
+    /// the forward output was positive.
+    case guided
+}
+
+/// What every node's backward pass needs to know besides its own cache.
+public struct BackwardContext: Sendable {
+    /// K: gradients per image, image-major in every gradient buffer.
+    public var seedsPerImage: Int
+    public var reluRule: ReLUBackwardRule
+
+    public init(seedsPerImage: Int, reluRule: ReLUBackwardRule = .standard) {
+        self.seedsPerImage = seedsPerImage
+        self.reluRule = reluRule
+    }
 }
 
 /// Calls `body(image, seed)` for each of the N*K gradient slices, image-major, so that per-image
@@ -37,10 +58,15 @@ func forEachSeed(images: Int, seedsPerImage: Int, _ body: (_ image: Int, _ slice
     }
 }
 
-/// Applies the ReLU mask of a forward output (N, per-image count) to a gradient (N*K, same).
-func reluBackwardBroadcast(_ gradient: FloatBuffer, output: FloatBuffer, images: Int, seedsPerImage: Int, imageCount: Int) {
-    forEachSeed(images: images, seedsPerImage: seedsPerImage) { image, slice in
+/// Applies, in place, the ReLU backward rule with the mask of a forward output (N, per-image
+/// count) to a gradient (N*K, same).
+func reluBackwardBroadcast(_ gradient: FloatBuffer, output: FloatBuffer, images: Int, context: BackwardContext, imageCount: Int) {
+    forEachSeed(images: images, seedsPerImage: context.seedsPerImage) { image, slice in
         let g = gradient.pointer + slice * imageCount
-        reluBackward(inputGradient: g, outputGradient: g, output: output.pointer + image * imageCount, count: imageCount)
+        let mask = output.pointer + image * imageCount
+        switch context.reluRule {
+        case .standard: reluBackward(inputGradient: g, outputGradient: g, output: mask, count: imageCount)
+        case .guided: guidedReLUBackward(inputGradient: g, outputGradient: g, output: mask, count: imageCount)
+        }
     }
 }

@@ -26,7 +26,8 @@ public struct ChannelAffineNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         let gradientShape = inputShape.with(batch: inputShape.batch * seedsPerImage)
         let inputGradient = try FloatBuffer(count: gradientShape.count)
         channelAffineBackward(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, scale: scale.pointer,

@@ -23,13 +23,14 @@ public struct ConvNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         var gradient = outputGradient
         if appliesReLU {
             guard let output = cache.activations.first else { throw .invalidArgument("conv backward without a forward cache") }
             gradient = try FloatBuffer(count: outputGradient.count)
             gradient.pointer.update(from: outputGradient.pointer, count: outputGradient.count)
-            reluBackwardBroadcast(gradient, output: output, images: inputShape.batch, seedsPerImage: seedsPerImage,
+            reluBackwardBroadcast(gradient, output: output, images: inputShape.batch, context: context,
                                   imageCount: try outputShape(for: inputShape).imageCount)
         }
         return try conv.backwardInput(gradient, inputShape: inputShape.with(batch: inputShape.batch * seedsPerImage))

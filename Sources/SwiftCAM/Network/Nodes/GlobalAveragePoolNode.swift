@@ -15,7 +15,8 @@ public struct GlobalAveragePoolNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         let rows = inputShape.batch * seedsPerImage
         let inputGradient = try FloatBuffer(count: rows * inputShape.imageCount)
         adaptiveAvgPool2dBackward(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, batch: rows,

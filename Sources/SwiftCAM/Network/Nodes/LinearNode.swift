@@ -28,7 +28,8 @@ public struct LinearNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         let rows = inputShape.batch * seedsPerImage
         let inputGradient = try FloatBuffer(count: rows * inFeatures)
         linearBackwardInput(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, weight: weight.pointer,

@@ -41,7 +41,8 @@ public struct MaxPoolNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         guard let indices = cache.indices else { throw .invalidArgument("max-pool backward without a forward cache") }
         let outShape = try outputShape(for: inputShape)
         let inputGradient = try FloatBuffer(count: inputShape.imageCount * inputShape.batch * seedsPerImage)

@@ -13,11 +13,11 @@ public struct ReLUNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
         guard let output = cache.activations.first else { throw .invalidArgument("ReLU backward without a forward cache") }
         let inputGradient = try FloatBuffer(count: outputGradient.count)
         inputGradient.pointer.update(from: outputGradient.pointer, count: outputGradient.count)
-        reluBackwardBroadcast(inputGradient, output: output, images: inputShape.batch, seedsPerImage: seedsPerImage,
+        reluBackwardBroadcast(inputGradient, output: output, images: inputShape.batch, context: context,
                               imageCount: inputShape.imageCount)
         return inputGradient
     }

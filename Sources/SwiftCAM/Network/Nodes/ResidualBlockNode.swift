@@ -52,7 +52,8 @@ public struct ResidualBlockNode: Node {
     }
 
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
-                         seedsPerImage: Int) throws(SwiftCAMError) -> FloatBuffer {
+                         context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
+        let seedsPerImage = context.seedsPerImage
         guard cache.activations.count == branch.count else {
             throw .invalidArgument("residual block backward without a forward cache")
         }
@@ -63,7 +64,7 @@ public struct ResidualBlockNode: Node {
         let sumGradient = try FloatBuffer(count: outputGradient.count)
         sumGradient.pointer.update(from: outputGradient.pointer, count: outputGradient.count)
         reluBackwardBroadcast(sumGradient, output: cache.activations[branch.count - 1], images: images,
-                              seedsPerImage: seedsPerImage, imageCount: shapes[branch.count - 1].imageCount)
+                              context: context, imageCount: shapes[branch.count - 1].imageCount)
         // Down the branch: conv transpose, then the ReLU mask of the step below.
         var gradient = sumGradient
         for index in stride(from: branch.count - 1, through: 0, by: -1) {
@@ -71,7 +72,7 @@ public struct ResidualBlockNode: Node {
             gradient = try branch[index].backwardInput(gradient, inputShape: belowShape.with(batch: rows))
             if index > 0 {
                 reluBackwardBroadcast(gradient, output: cache.activations[index - 1], images: images,
-                                      seedsPerImage: seedsPerImage, imageCount: belowShape.imageCount)
+                                      context: context, imageCount: belowShape.imageCount)
             }
         }
         // Plus the shortcut's gradient.
