@@ -31,6 +31,11 @@ public func maxPool2dForward(
         height: height, width: width, kernel: kernel, stride: stride, padding: padding)
     else { return }
     let outputPlane = outputHeight * outputWidth
+    guard let indices else {
+        maxPool2dValues(output: output, input: input, planes: batch * channels, height: height, width: width,
+                        outputHeight: outputHeight, outputWidth: outputWidth, kernel: kernel, stride: stride, padding: padding)
+        return
+    }
     for planeIndex in 0..<batch * channels {
         let plane = input + planeIndex * height * width
         let destination = output + planeIndex * outputPlane
@@ -52,7 +57,47 @@ public func maxPool2dForward(
                     }
                 }
                 destination[oy * outputWidth + ox] = best
-                indices?[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
+                indices[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
+            }
+        }
+    }
+}
+
+/// The larger of two values, NaN winning, as torch's max pool compares.
+@inline(__always)
+private func nanPropagatingMax(_ value: Float, _ best: Float) -> Float {
+    value > best || value.isNaN ? value : best
+}
+
+/// Max pool values only (no argmax), separably: each input row's window maxima, then the maximum
+/// over the window's rows. Same result as the indexed pass, without its bookkeeping.
+private func maxPool2dValues(
+    output: UnsafeMutablePointer<Float>,  // (planes, Ho, Wo)
+    input: UnsafePointer<Float>,  // (planes, H, W)
+    planes: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, kernel: Int, stride: Int, padding: Int
+) {
+    let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
+    defer { rowMaxima.deallocate() }
+    for planeIndex in 0..<planes {
+        let plane = input + planeIndex * height * width
+        for y in 0..<height {
+            let row = plane + y * width
+            let destination = rowMaxima + y * outputWidth
+            for ox in 0..<outputWidth {
+                let left = ox * stride - padding
+                var best = -Float.infinity
+                for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
+                destination[ox] = best
+            }
+        }
+        let out = output + planeIndex * outputHeight * outputWidth
+        for oy in 0..<outputHeight {
+            let top = oy * stride - padding
+            let destination = out + oy * outputWidth
+            destination.update(repeating: -Float.infinity, count: outputWidth)
+            for y in max(top, 0)..<min(top + kernel, height) {
+                let source = rowMaxima + y * outputWidth
+                for ox in 0..<outputWidth { destination[ox] = nanPropagatingMax(source[ox], destination[ox]) }
             }
         }
     }

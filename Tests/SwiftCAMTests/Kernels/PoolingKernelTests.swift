@@ -73,6 +73,21 @@ final class PoolingKernelTests: XCTestCase {
         return (output, indices)
     }
 
+    /// The values-only pass (no indices, used by inference) agrees with the reference, NaN included.
+    func testMaxPoolWithoutIndicesMatchesReference() {
+        var random = KernelTestRandom(seed: 7)
+        for c in Self.maxCases {
+            var input = Self.distinctValues(Self.batch * Self.channels * c.height * c.width, random: &random)
+            input[c.width + 1] = .nan
+            let expected = Self.referenceMaxPool(c, input).output
+            var output = [Float](repeating: 42, count: expected.count)
+            maxPool2dForward(output: &output, indices: nil, input: input, batch: Self.batch, channels: Self.channels,
+                             height: c.height, width: c.width, kernel: c.kernel, stride: c.stride, padding: c.padding)
+            XCTAssertEqual(output.map(\.bitPattern), expected.map(\.bitPattern), "\(c)")
+            XCTAssertTrue(output.contains { $0.isNaN }, "\(c): NaN must propagate")
+        }
+    }
+
     func testMaxPoolOutputSize() {
         XCTAssert(MaxPool2d.outputSize(height: 112, width: 111, kernel: 3, stride: 2, padding: 1)! == (56, 56))
         XCTAssert(MaxPool2d.outputSize(height: 10, width: 8, kernel: 3, stride: 3, padding: 0)! == (3, 2))
