@@ -96,6 +96,14 @@ final class SafeTensorsTests: XCTestCase {
         assertInvalid(try write(header: header, data: floatBytes([1, 2, 3])), contains: "overlap")
     }
 
+    func testRejectsOverlapHiddenBehindAnEmptyTensor() throws {
+        let header = #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        assertInvalid(try write(header: header, data: floatBytes([1, 2, 3])), contains: "overlap")
+        // A tensor nested inside a longer one overlaps too, even when a third sorts between them.
+        let nested = #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"c":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#
+        assertInvalid(try write(header: nested, data: floatBytes([1, 2, 3, 4])), contains: "overlap")
+    }
+
     func testRejectsNegativeAndFractionalShapes() throws {
         assertInvalid(try write(header: #"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}"#), contains: "non-negative")
         assertInvalid(try write(header: #"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,0]}}"#), contains: "non-negative")

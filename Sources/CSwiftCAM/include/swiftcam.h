@@ -127,7 +127,8 @@ swiftcam_status swiftcam_trace_create(const swiftcam_model *model, const float *
 /* Frees a trace. NULL is ignored. A trace must be freed before its model. */
 void swiftcam_trace_free(swiftcam_trace *trace);
 
-/* logits (N, num_classes). */
+/* logits (N, num_classes). They equal swiftcam_model_forward's up to float rounding (~1e-6 of the
+   largest logit): the plain forward pass fuses the stem's batch norm into conv1, a trace does not. */
 swiftcam_status swiftcam_trace_logits(const swiftcam_trace *trace, float *logits, int64_t count,
                                       char *message, int64_t message_capacity);
 
@@ -184,7 +185,8 @@ swiftcam_status swiftcam_trace_cam(const swiftcam_trace *trace, const swiftcam_c
  * Runtime
  * ------------------------------------------------------------------------------------------- */
 
-/* Threads of OpenBLAS's pool (process-wide). n <= 0 is SWIFTCAM_STATUS_INVALID_ARGUMENT. */
+/* Threads of OpenBLAS's pool (process-wide), 1 to 4096; anything else is
+   SWIFTCAM_STATUS_INVALID_ARGUMENT. */
 swiftcam_status swiftcam_set_num_threads(int64_t n);
 int64_t swiftcam_get_num_threads(void);
 /* The CPU kernel family OpenBLAS selected, e.g. "SkylakeX" or "Prescott". */

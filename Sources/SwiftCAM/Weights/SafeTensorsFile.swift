@@ -145,10 +145,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
             }
             entries.append(try parseEntry(name: name, value: value, dataLength: dataLength, path: path))
         }
-        let sorted = entries.sorted { $0.byteRange.lowerBound < $1.byteRange.lowerBound }
-        for (previous, next) in zip(sorted, sorted.dropFirst())
-        where next.byteRange.lowerBound < previous.byteRange.upperBound && !next.byteRange.isEmpty {
-            throw .invalidFile("'\(path)': the data of tensors '\(previous.name)' and '\(next.name)' overlap")
+        // Non-empty byte ranges, in order of their start, must not overlap: compare each with the
+        // one reaching furthest so far (empty tensors own no bytes and are skipped).
+        let sorted = entries.filter { !$0.byteRange.isEmpty }.sorted { $0.byteRange.lowerBound < $1.byteRange.lowerBound }
+        var furthest: SafeTensorsEntry? = nil
+        for entry in sorted {
+            if let previous = furthest, entry.byteRange.lowerBound < previous.byteRange.upperBound {
+                throw .invalidFile("'\(path)': the data of tensors '\(previous.name)' and '\(entry.name)' overlap")
+            }
+            if entry.byteRange.upperBound > furthest?.byteRange.upperBound ?? 0 { furthest = entry }
         }
         return Header(entries: entries, metadata: metadata, dataOffset: dataOffset)
     }
