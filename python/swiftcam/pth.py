@@ -58,6 +58,7 @@ import io
 import mmap as _mmap
 import os
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -504,7 +505,8 @@ class _Archive:
                 raise
             raise FileFormatError(f"{path}: not a valid torch.save file: the zip archive is "
                                   f"damaged ({error})") from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as error:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+                NotImplementedError) as error:
             raise FileFormatError(f"{path}: not a valid torch.save file: the zip archive is "
                                   f"damaged or truncated ({error})") from None
         self.infos = {info.filename: info for info in self.zip.infolist()}
@@ -785,6 +787,22 @@ def read_pth(path, *, key=None, mmap=True):
     return strip_wrapper_prefixes(result)
 
 
+def _check_memo_indices(data, path, name):
+    """Refuse memo indices larger than the pickle itself before unpickling: the C unpickler sizes
+    its memo table by the largest index, so 12 bytes could otherwise claim gigabytes. A pickle
+    stores at most one memo entry per opcode, so a real index is always below len(data)."""
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if "PUT" in opcode.name and isinstance(argument, int) and argument > len(data):
+                raise FileFormatError(f"{path}: {name} is not a valid torch pickle: memo index "
+                                      f"{argument} in a {len(data)}-byte pickle")
+    except FileFormatError:
+        raise
+    except Exception as error:  # ValueError from genops on malformed or truncated opcodes
+        raise FileFormatError(f"{path}: {name} is truncated or not a valid torch pickle "
+                              f"({type(error).__name__}: {error})") from None
+
+
 def _is_real_io_error(error):
     """True for an OSError from the disk (EIO, ...), False for one a damaged archive causes
     (a decompressor's "Invalid data stream", EINVAL from seeking to a negative offset)."""
@@ -807,6 +825,7 @@ def _unpickle(archive):
     path = archive.path
     name = f"{archive.prefix}/data.pkl"
     data = archive.read_member(name, limit=_MAX_PICKLE_BYTES)
+    _check_memo_indices(data, path, name)
     unpickler = _RestrictedUnpickler(io.BytesIO(data), path, archive.storage_for)
     try:
         return unpickler.load()

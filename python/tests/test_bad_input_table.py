@@ -1231,6 +1231,17 @@ def _(env):
     env.load_pth(env.write("offsets.pth", bytes(data)))
 
 
+@case("pth_zip_unsupported_version", raises="errors.FileFormatError", builtin="ValueError",
+      match=r"zip|archive")
+def _(env):
+    # "version needed to extract" 17.9 in the first central-directory record: zipfile raises
+    # NotImplementedError("zip file version 17.9") while opening the archive.
+    data = bytearray((PTH_DATA / "resnet_tiny.pth").read_bytes())
+    record = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, record + 6, 179)
+    env.load_pth(env.write("version.pth", bytes(data)))
+
+
 @case("pth_corrupt_bzip2_member", raises="errors.FileFormatError", builtin="ValueError",
       match=r"cannot read .* from the archive")
 def _(env):
