@@ -10,7 +10,8 @@ import Glibc
 
 /// What a swiftcam_model* points to: a network plus the C strings the ABI hands out.
 final class ModelHandle {
-    let network: Network
+    /// The current network; `replaceNetwork` swaps it while calls already running keep theirs.
+    private let current: Mutex<Network>
     let architecture: UnsafeMutablePointer<CChar>
     let description: UnsafeMutablePointer<CChar>
     let layerNames: [UnsafeMutablePointer<CChar>]
@@ -18,7 +19,7 @@ final class ModelHandle {
     let lastInputAddress = Atomic<Int>(0)
 
     init(network: Network) {
-        self.network = network
+        self.current = Mutex(network)
         self.architecture = strdup(network.architecture)
         self.description = strdup(network.configurationJSON)
         self.layerNames = network.layers.map { strdup($0.name) }
@@ -28,6 +29,20 @@ final class ModelHandle {
         free(architecture)
         free(description)
         layerNames.forEach { free($0) }
+    }
+
+    /// The network calls should use; read it once per call.
+    var network: Network { current.withLock { $0 } }
+
+    /// Swaps in new weights for the same architecture (same layers, classes and input channels),
+    /// so the names and sizes handed out through the ABI stay true.
+    func replaceNetwork(with replacement: Network) throws(SwiftCAMError) {
+        let old = network
+        guard replacement.configurationJSON == old.configurationJSON,
+              replacement.layers.map(\.name) == old.layers.map(\.name) else {
+            throw .weightError("the new weights describe another architecture (\(replacement.configurationJSON)) than the model's (\(old.configurationJSON)); load them as a new model instead")
+        }
+        current.withLock { $0 = replacement }
     }
 
     func recordInput(_ input: UnsafePointer<Float>) {

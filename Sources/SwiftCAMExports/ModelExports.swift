@@ -4,6 +4,7 @@
 import CSwiftCAM
 import COpenBLAS
 import SwiftCAM
+import Synchronization
 
 private let statusNames: [StaticString] = [
     "ok", "invalid argument", "I/O error", "invalid file", "weight error", "unsupported model",
@@ -28,33 +29,46 @@ public func swiftcam_model_load_file(_ path: UnsafePointer<CChar>?, _ model: Uns
     }
 }
 
+/// Views of a caller's tensor list, checked (names, ranks, shapes, data pointers).
+private func borrowedWeights(_ tensors: UnsafePointer<swiftcam_tensor_view>?, _ count: Int64) throws(SwiftCAMError) -> BorrowedWeights {
+    guard count >= 0 else { throw .invalidArgument("negative tensor count \(count)") }
+    guard count == 0 || tensors != nil else { throw .invalidArgument("tensors is NULL") }
+    var list: [BorrowedWeights.Tensor] = []
+    for index in 0..<Int(count) {
+        let view = tensors![index]
+        guard let name = view.name else { throw .invalidArgument("tensor \(index) has a NULL name") }
+        let key = String(cString: name)
+        guard view.rank >= 0, view.rank <= 8 else { throw .weightError("tensor '\(key)' has rank \(view.rank)") }
+        guard view.rank == 0 || view.shape != nil else { throw .invalidArgument("tensor '\(key)' has a NULL shape") }
+        let shape = (0..<Int(view.rank)).map { Int(view.shape![$0]) }
+        var elements = 1
+        for dimension in shape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
+            guard dimension >= 0, !overflow else { throw .weightError("tensor '\(key)' has an invalid shape \(shape)") }
+            elements = product
+        }
+        guard elements == 0 || view.data != nil else { throw .invalidArgument("tensor '\(key)' has NULL data") }
+        list.append(BorrowedWeights.Tensor(name: key, shape: shape, values: UnsafeBufferPointer(start: view.data, count: elements)))
+    }
+    return try BorrowedWeights(list)
+}
+
 @c @implementation
 public func swiftcam_model_load_tensors(_ tensors: UnsafePointer<swiftcam_tensor_view>?, _ count: Int64,
                                         _ model: UnsafeMutablePointer<OpaquePointer?>?,
                                         _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
     withStatus(message, capacity) { () throws(SwiftCAMError) in
         guard let model else { throw .invalidArgument("the model output pointer is NULL") }
-        guard count >= 0 else { throw .invalidArgument("negative tensor count \(count)") }
-        guard count == 0 || tensors != nil else { throw .invalidArgument("tensors is NULL") }
-        var list: [BorrowedWeights.Tensor] = []
-        for index in 0..<Int(count) {
-            let view = tensors![index]
-            guard let name = view.name else { throw .invalidArgument("tensor \(index) has a NULL name") }
-            let key = String(cString: name)
-            guard view.rank >= 0, view.rank <= 8 else { throw .weightError("tensor '\(key)' has rank \(view.rank)") }
-            guard view.rank == 0 || view.shape != nil else { throw .invalidArgument("tensor '\(key)' has a NULL shape") }
-            let shape = (0..<Int(view.rank)).map { Int(view.shape![$0]) }
-            var elements = 1
-            for dimension in shape {
-                let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
-                guard dimension >= 0, !overflow else { throw .weightError("tensor '\(key)' has an invalid shape \(shape)") }
-                elements = product
-            }
-            guard elements == 0 || view.data != nil else { throw .invalidArgument("tensor '\(key)' has NULL data") }
-            let values = UnsafeBufferPointer(start: view.data, count: elements)
-            list.append(BorrowedWeights.Tensor(name: key, shape: shape, values: values))
-        }
-        model.pointee = ModelHandle(network: try ResNetBuilder.build(from: try BorrowedWeights(list))).opaque
+        model.pointee = ModelHandle(network: try ResNetBuilder.build(from: try borrowedWeights(tensors, count))).opaque
+    }
+}
+
+@c @implementation
+public func swiftcam_model_update_tensors(_ model: OpaquePointer?, _ tensors: UnsafePointer<swiftcam_tensor_view>?, _ count: Int64,
+                                          _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+    withStatus(message, capacity) { () throws(SwiftCAMError) in
+        let handle = try ModelHandle.from(model)
+        try handle.replaceNetwork(with: try ResNetBuilder.build(from: try borrowedWeights(tensors, count)))
     }
 }
 
@@ -99,12 +113,9 @@ public func swiftcam_model_layer_shape(_ model: OpaquePointer?, _ layer: Int64, 
                                        _ outputShape: UnsafeMutablePointer<Int64>?,
                                        _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
     withStatus(message, capacity) { () throws(SwiftCAMError) in
-        let handle = try ModelHandle.from(model)
+        let network = try ModelHandle.from(model).network
         guard let outputShape else { throw .invalidArgument("output_shape is NULL") }
-        guard layer >= 0, layer < Int64(handle.network.layers.count) else {
-            throw .unknownLayer("layer index \(layer) is out of range: the model has \(handle.network.layers.count) layers")
-        }
-        let shape = try handle.network.layerShape(Int(layer), for: try readInputShape(inputShape))
+        let shape = try network.layerShape(Int(clamping: layer), for: try readInputShape(inputShape))
         for (index, dimension) in shape.dimensions.enumerated() { outputShape[index] = Int64(dimension) }
     }
 }
@@ -115,12 +126,12 @@ public func swiftcam_model_forward(_ model: OpaquePointer?, _ input: UnsafePoint
                                    _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
     withStatus(message, capacity) { () throws(SwiftCAMError) in
         let handle = try ModelHandle.from(model)
+        let network = handle.network
         let shape = try readInputShape(inputShape)
         let input = try requireNonNull(input, "input")
-        let output = try checkBuffer(logits, count: logitsCount, expected: shape.batch * handle.network.numClasses, name: "logits")
-        _ = try handle.network.nodeShapes(for: shape)
+        let output = try checkBuffer(logits, count: logitsCount, expected: shape.batch * network.numClasses, name: "logits")
         handle.recordInput(input)
-        let result = try handle.network.forward(input, shape: shape)
+        let result = try network.forward(input, shape: shape)
         output.update(from: result.pointer, count: result.count)
     }
 }
@@ -130,11 +141,11 @@ public func swiftcam_model_forward_from(_ model: OpaquePointer?, _ layer: Int64,
                                         _ activationShape: UnsafePointer<Int64>?, _ logits: UnsafeMutablePointer<Float>?,
                                         _ logitsCount: Int64, _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
     withStatus(message, capacity) { () throws(SwiftCAMError) in
-        let handle = try ModelHandle.from(model)
+        let network = try ModelHandle.from(model).network
         let shape = try readInputShape(activationShape)
         let activation = try requireNonNull(activation, "activation")
-        let output = try checkBuffer(logits, count: logitsCount, expected: shape.batch * handle.network.numClasses, name: "logits")
-        let result = try handle.network.forward(fromLayer: Int(clamping: layer), activation: activation, shape: shape)
+        let output = try checkBuffer(logits, count: logitsCount, expected: shape.batch * network.numClasses, name: "logits")
+        let result = try network.forward(fromLayer: Int(clamping: layer), activation: activation, shape: shape)
         output.update(from: result.pointer, count: result.count)
     }
 }

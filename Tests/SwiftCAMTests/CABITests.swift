@@ -149,6 +149,49 @@ final class CABITests: XCTestCase {
         XCTAssertEqual(swiftcam_model_load_tensors(nil, 0, &model, &message, 512), SWIFTCAM_STATUS_UNSUPPORTED_MODEL)
     }
 
+    /// Calls swiftcam_model_update_tensors with a fixture's tensors, `edit` applied to their values.
+    private func update(_ model: OpaquePointer, from fixtureName: String, edit: (String, inout [Float]) -> Void = { _, _ in }) throws -> Int32 {
+        let file = try Fixture(fixtureName).weights
+        var names = file.entries.filter { $0.dtype.isFloatingPoint }.map(\.name)
+        var values = try names.map { try file.floats(of: $0) }
+        for index in names.indices { edit(names[index], &values[index]) }
+        var shapes = names.map { file.shape(of: $0)!.map(Int64.init) }
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        names = []
+        return values.withUnsafeMutableBufferPointer { valueArrays in
+            shapes.withUnsafeMutableBufferPointer { shapeArrays in
+                let views = (0..<valueArrays.count).map { index in
+                    swiftcam_tensor_view(name: cNames[index], data: valueArrays[index].withUnsafeBufferPointer { $0.baseAddress },
+                                         shape: shapeArrays[index].withUnsafeBufferPointer { $0.baseAddress },
+                                         rank: Int64(shapeArrays[index].count))
+                }
+                return swiftcam_model_update_tensors(model, views, Int64(views.count), &message, Int64(message.count))
+            }
+        }
+    }
+
+    func testUpdatingWeightsKeepsTheHandleAndChangesTheResults() throws {
+        let model = try loadFixtureModel("basic")
+        defer { swiftcam_model_free(model) }
+        let input = [Float](repeating: 0.25, count: 3 * 32 * 32)
+        var before = [Float](repeating: 0, count: 10)
+        var after = [Float](repeating: 0, count: 10)
+        XCTAssertEqual(swiftcam_model_forward(model, input, [1, 3, 32, 32], &before, 10, &message, 512), SWIFTCAM_STATUS_OK)
+        XCTAssertEqual(try update(model, from: "basic") { name, values in
+            if name == "fc.bias" { values = values.map { $0 + 1 } }
+        }, SWIFTCAM_STATUS_OK, messageText)
+        XCTAssertEqual(swiftcam_model_forward(model, input, [1, 3, 32, 32], &after, 10, &message, 512), SWIFTCAM_STATUS_OK)
+        for (a, b) in zip(before, after) { XCTAssertEqual(b, a + 1, accuracy: 1e-5) }
+        // Another architecture is refused, and the model keeps working with its weights.
+        XCTAssertEqual(try update(model, from: "grouped"), SWIFTCAM_STATUS_WEIGHT_ERROR)
+        XCTAssertTrue(messageText.contains("another architecture"), messageText)
+        var again = [Float](repeating: 0, count: 10)
+        XCTAssertEqual(swiftcam_model_forward(model, input, [1, 3, 32, 32], &again, 10, &message, 512), SWIFTCAM_STATUS_OK)
+        XCTAssertEqual(again, after)
+        XCTAssertEqual(String(cString: swiftcam_model_layer_name(model, 0)), "conv1")
+    }
+
     func testThreadsCanBeSet() {
         let before = swiftcam_get_num_threads()
         XCTAssertEqual(swiftcam_set_num_threads(1), SWIFTCAM_STATUS_OK)

@@ -442,6 +442,7 @@ Model_last_input_address(ModelObject *self, PyObject *Py_UNUSED(ignored))
 
 /* trace(input: float32 (N, C, H, W) buffer, layers: sequence of int) -> Trace */
 static PyObject *Model_trace(ModelObject *self, PyObject *args);
+static PyObject *Model_update_tensors(ModelObject *self, PyObject *args);
 
 static PyMethodDef Model_methods[] = {
     {"close", (PyCFunction)Model_close, METH_NOARGS,
@@ -456,6 +457,9 @@ static PyMethodDef Model_methods[] = {
     {"forward_from", (PyCFunction)Model_forward_from, METH_VARARGS,
      "forward_from(layer, activation, logits)\n--\n\nlogits (B, classes) from an output "
      "(B, C, h, w) of layer `layer`, running only the network above it. GIL released."},
+    {"update_tensors", (PyCFunction)Model_update_tensors, METH_VARARGS,
+     "update_tensors(items)\n--\n\nReplace the weights with (name, float32 buffer) pairs of "
+     "the same architecture. Running calls finish with the old weights. GIL released."},
     {"trace", (PyCFunction)Model_trace, METH_VARARGS,
      "trace(input, layers)\n--\n\nRun a forward pass keeping the activations of `layers` "
      "(indices) for backward passes and CAMs. The GIL is released."},
@@ -1004,72 +1008,111 @@ native_load_file(PyObject *Py_UNUSED(module), PyObject *args)
     return model_wrap(model);
 }
 
+/* A caller's (name, float32 buffer) pairs as swiftcam_tensor_views, holding every object and
+   buffer they point into until tensor_list_release. */
+typedef struct {
+    PyObject *items;  /* tuple of the input items */
+    PyObject *pairs;  /* tuple of (name, tensor) tuples */
+    Py_buffer *views;
+    swiftcam_tensor_view *tensors;
+    int64_t *shapes;
+    Py_ssize_t count;
+    Py_ssize_t held; /* buffers acquired so far */
+} TensorList;
+
+static void
+tensor_list_release(TensorList *list)
+{
+    for (Py_ssize_t i = 0; i < list->held; i++) {
+        PyBuffer_Release(&list->views[i]);
+    }
+    PyMem_Free(list->views);
+    PyMem_Free(list->tensors);
+    PyMem_Free(list->shapes);
+    Py_XDECREF(list->pairs);
+    Py_XDECREF(list->items);
+    memset(list, 0, sizeof(*list));
+}
+
+/* Fills `list` from a sequence of (name: str, tensor) pairs; -1 with an exception on failure
+   (the list is released then). */
+static int
+tensor_list_build(TensorList *list, PyObject *items_object, const char *what)
+{
+    memset(list, 0, sizeof(*list));
+    /* Own every object we point into, so that other threads cannot drop them meanwhile. */
+    list->items = PySequence_Tuple(items_object);
+    if (list->items == NULL) {
+        return -1;
+    }
+    list->count = PyTuple_GET_SIZE(list->items);
+    size_t n = (size_t)(list->count > 0 ? list->count : 1);
+    list->pairs = PyTuple_New(list->count);
+    list->views = PyMem_Calloc(n, sizeof(Py_buffer));
+    list->tensors = PyMem_Calloc(n, sizeof(swiftcam_tensor_view));
+    list->shapes = PyMem_Calloc(n * PyBUF_MAX_NDIM + 1, sizeof(int64_t));
+    if (list->pairs == NULL || list->views == NULL || list->tensors == NULL || list->shapes == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < list->count; i++) {
+        PyObject *pair = PySequence_Tuple(PyTuple_GET_ITEM(list->items, i));
+        if (pair == NULL) {
+            goto fail;
+        }
+        PyTuple_SET_ITEM(list->pairs, i, pair);
+        if (PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_Format(PyExc_TypeError, "%s: expected (name: str, tensor) pairs", what);
+            goto fail;
+        }
+        Py_ssize_t name_size;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &name_size);
+        if (name == NULL) {
+            goto fail;
+        }
+        if ((size_t)name_size != strlen(name)) { /* C would see a shorter, other name */
+            PyErr_Format(InvalidInputError, "tensor name %R contains a NUL character",
+                         PyTuple_GET_ITEM(pair, 0));
+            goto fail;
+        }
+        if (get_float32_buffer(PyTuple_GET_ITEM(pair, 1), &list->views[i], 0, name) < 0) {
+            goto fail;
+        }
+        list->held = i + 1;
+        int64_t *shape = list->shapes + (size_t)i * PyBUF_MAX_NDIM;
+        for (int d = 0; d < list->views[i].ndim; d++) {
+            shape[d] = (int64_t)list->views[i].shape[d];
+        }
+        list->tensors[i].name = name;
+        list->tensors[i].data = (const float *)list->views[i].buf;
+        list->tensors[i].shape = shape;
+        list->tensors[i].rank = (int64_t)list->views[i].ndim;
+    }
+    return 0;
+fail:
+    tensor_list_release(list);
+    return -1;
+}
+
 /* load_tensors(items: sequence of (name: str, tensor: float32 C-contiguous buffer)) -> Model */
 static PyObject *
 native_load_tensors(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *items_object;
-    if (!PyArg_ParseTuple(args, "O:load_tensors", &items_object)) {
+    TensorList list;
+    if (!PyArg_ParseTuple(args, "O:load_tensors", &items_object) ||
+        tensor_list_build(&list, items_object, "load_tensors") < 0) {
         return NULL;
     }
-    /* Own every object we point into, so that other threads cannot drop them meanwhile. */
-    PyObject *items = PySequence_Tuple(items_object);
-    if (items == NULL) {
-        return NULL;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(items);
-    size_t n = (size_t)(count > 0 ? count : 1);
     PyObject *result = NULL;
-    PyObject *pairs = PyTuple_New(count);
-    Py_buffer *views = PyMem_Calloc(n, sizeof(Py_buffer));
-    swiftcam_tensor_view *tensors = PyMem_Calloc(n, sizeof(swiftcam_tensor_view));
-    int64_t *shapes = PyMem_Calloc(n * PyBUF_MAX_NDIM + 1, sizeof(int64_t));
-    Py_ssize_t held = 0;
-    if (pairs == NULL || views == NULL || tensors == NULL || shapes == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_NoMemory();
-        }
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *pair = PySequence_Tuple(PyTuple_GET_ITEM(items, i));
-        if (pair == NULL) {
-            goto done;
-        }
-        PyTuple_SET_ITEM(pairs, i, pair);
-        if (PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "load_tensors: expected (name: str, tensor) pairs");
-            goto done;
-        }
-        Py_ssize_t name_size;
-        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &name_size);
-        if (name == NULL) {
-            goto done;
-        }
-        if ((size_t)name_size != strlen(name)) { /* C would see a shorter, other name */
-            PyErr_Format(InvalidInputError, "tensor name %R contains a NUL character",
-                         PyTuple_GET_ITEM(pair, 0));
-            goto done;
-        }
-        if (get_float32_buffer(PyTuple_GET_ITEM(pair, 1), &views[i], 0, name) < 0) {
-            goto done;
-        }
-        held = i + 1;
-        int64_t *shape = shapes + (size_t)i * PyBUF_MAX_NDIM;
-        for (int d = 0; d < views[i].ndim; d++) {
-            shape[d] = (int64_t)views[i].shape[d];
-        }
-        tensors[i].name = name;
-        tensors[i].data = (const float *)views[i].buf;
-        tensors[i].shape = shape;
-        tensors[i].rank = (int64_t)views[i].ndim;
-    }
     char message[MESSAGE_CAPACITY];
     message[0] = '\0';
     swiftcam_model *model = NULL;
     swiftcam_status status;
     Py_BEGIN_ALLOW_THREADS
-    status = swiftcam_model_load_tensors(tensors, (int64_t)count, &model, message,
+    status = swiftcam_model_load_tensors(list.tensors, (int64_t)list.count, &model, message,
                                          MESSAGE_CAPACITY);
     Py_END_ALLOW_THREADS
     if (status != SWIFTCAM_STATUS_OK) {
@@ -1081,15 +1124,42 @@ native_load_tensors(PyObject *Py_UNUSED(module), PyObject *args)
     else {
         result = model_wrap(model);
     }
-done:
-    for (Py_ssize_t i = 0; i < held; i++) {
-        PyBuffer_Release(&views[i]);
+    tensor_list_release(&list);
+    return result;
+}
+
+/* Model.update_tensors(items) replaces the weights in place (same architecture). */
+static PyObject *
+Model_update_tensors(ModelObject *self, PyObject *args)
+{
+    PyObject *items_object;
+    TensorList list;
+    if (!PyArg_ParseTuple(args, "O:update_tensors", &items_object)) {
+        return NULL;
     }
-    PyMem_Free(views);
-    PyMem_Free(tensors);
-    PyMem_Free(shapes);
-    Py_XDECREF(pairs);
-    Py_DECREF(items);
+    if (model_acquire(self) < 0) {
+        return NULL;
+    }
+    if (tensor_list_build(&list, items_object, "update_tensors") < 0) {
+        model_release(self);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    char message[MESSAGE_CAPACITY];
+    message[0] = '\0';
+    swiftcam_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = swiftcam_model_update_tensors(self->model, list.tensors, (int64_t)list.count,
+                                           message, MESSAGE_CAPACITY);
+    Py_END_ALLOW_THREADS
+    if (status != SWIFTCAM_STATUS_OK) {
+        raise_status(status, message);
+    }
+    else {
+        result = Py_NewRef(Py_None);
+    }
+    tensor_list_release(&list);
+    model_release(self);
     return result;
 }
 

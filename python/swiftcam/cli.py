@@ -76,6 +76,12 @@ def build_parser():
                          help="print the summary as JSON on stdout instead of prose")
     explain.add_argument("--examples", action="store_true",
                          help="also explain the example images shipped with the demo model")
+    convert = commands.add_parser(
+        "convert", help="convert torch.save weights (.pth) to .safetensors",
+        description="Read a torch.save file (a state dict or a checkpoint holding one) without "
+        "torch, check that it is a ResNet swiftcam can load, and write it as .safetensors.")
+    convert.add_argument("source", metavar="IN", help="weights: .pth/.pt, or .safetensors")
+    convert.add_argument("destination", metavar="OUT", help="the .safetensors file to write")
     return parser
 
 
@@ -338,6 +344,21 @@ def _print_prose(stdout, records, errors, out_dir, summary_path):
               file=stdout)
 
 
+def run_convert(args, stdout, stderr):
+    """Convert ``args.source`` to ``args.destination``; returns the exit status."""
+    from .errors import SwiftCAMError
+    from .model import load
+
+    try:
+        with load(args.source) as model:
+            model.save(args.destination)
+    except (SwiftCAMError, OSError) as error:
+        _report_error(stderr, args.source, str(error))
+        return 1
+    print(f"wrote {args.destination} ({model.arch}, {model.num_classes} classes)", file=stdout)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -353,6 +374,8 @@ def main(argv=None):
     try:
         if args.command == "explain":
             return run_explain(args, sys.stdout, sys.stderr)
+        if args.command == "convert":
+            return run_convert(args, sys.stdout, sys.stderr)
     except UsageError as error:
         parser.exit(2, f"swiftcam: error: {error}\n")
     except KeyboardInterrupt:

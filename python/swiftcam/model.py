@@ -17,11 +17,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _native
+from . import _safetensors
 from . import pth as _pth
 from ._arrays import as_float32, as_input_batch, to_numpy
 from ._seeds import seeds_for_targets
-from .errors import (FileFormatError, InputShapeError, ModelFileNotFoundError,
-                     OutOfMemoryError, SwiftCAMIOError, UnknownLayerError, WeightsError)
+from .errors import (FileFormatError, InputShapeError, InvalidInputError,
+                     ModelFileNotFoundError, OutOfMemoryError, SwiftCAMIOError,
+                     UnknownLayerError, WeightsError)
 
 __all__ = ["Model", "load"]
 
@@ -66,6 +68,9 @@ class Model:
         last block are the same tensor.
     config : dict
         The inferred configuration (block type, blocks per stage, widths, groups, ...).
+    labels : tuple of str or None
+        Class names: given to :func:`load`, or the ImageNet-1k names shipped with swiftcam
+        when the model has 1000 classes, else None.
     """
 
     def __init__(self, handle, source=None):
@@ -80,6 +85,9 @@ class Model:
         self._layer_index = {name: i for i, name in enumerate(self._layer_names)}
         self._description = handle.description
         self._config = None
+        self._labels = None
+        # What save() writes: a path to re-read, or the name -> float32 array mapping in memory.
+        self._weights = source
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -109,6 +117,15 @@ class Model:
         if self._config is None:
             self._config = json.loads(self._description) if self._description else {}
         return dict(self._config)
+
+    @property
+    def labels(self):
+        """Class names, a tuple of ``num_classes`` str, or None when unknown."""
+        return self._labels
+
+    @labels.setter
+    def labels(self, labels):
+        self._labels = _checked_labels(labels, self._num_classes)
 
     @property
     def closed(self):
@@ -198,6 +215,47 @@ class Model:
         finally:
             trace.close()
         return {self._layer_names[i]: g for i, g in zip(indices, outputs)}
+
+    def update_weights(self, source):
+        """Replace the weights in place, e.g. once per epoch of a training loop.
+
+        Parameters
+        ----------
+        source : Mapping, str, os.PathLike or torch.nn.Module
+            Weights of the same architecture (same layout, classes and input channels) in any
+            form :func:`load` accepts. Calls already running finish with the old weights.
+
+        Raises
+        ------
+        WeightsError
+            A tensor is missing, unexpected or mis-shaped, or the weights describe another
+            architecture.
+        """
+        if isinstance(source, (str, bytes, os.PathLike)):
+            path = os.fsdecode(os.fspath(source))
+            items = _float32_items(_read_state_dict_file(path))
+            weights = path
+        else:
+            if not isinstance(source, Mapping) and callable(getattr(source, "state_dict", None)):
+                source = source.state_dict()
+            items = _float32_items(source)
+            weights = dict(items)
+        self._handle.update_tensors(items)
+        self._weights = weights
+
+    def save(self, path):
+        """Write the weights as a ``.safetensors`` file with torchvision's key names.
+
+        Writes the tensors the model was loaded (or last updated) with, batch-norm statistics
+        included. For weights given as in-memory arrays, swiftcam keeps references to them, not
+        copies: arrays modified in place since are written as they are now.
+        """
+        weights = self._weights
+        if weights is None:
+            raise InvalidInputError("save(): this model keeps no copy of its weights")
+        if isinstance(weights, str):
+            weights = dict(_float32_items(_read_state_dict_file(weights)))
+        _safetensors.write(path, weights, metadata={"format": "pt", "writer": "swiftcam"})
 
     def layer_shape(self, layer, input_shape):
         """The (N, C, h, w) shape of ``layer`` (a name or index) for an input of shape
@@ -289,7 +347,7 @@ class Model:
 
 # -- loading ----------------------------------------------------------------------------------
 
-def load(source):
+def load(source, labels=None):
     """Load a torchvision ResNet's weights into the swiftcam engine.
 
     Parameters
@@ -302,6 +360,10 @@ def load(source):
         arrays (NumPy arrays, torch tensors, anything ``np.asarray`` accepts). Keys ending in
         ``num_batches_tracked`` are ignored; other dtypes are converted to float32 once. A torch
         module goes through :func:`swiftcam.from_torch`, so its submodules work as layers.
+
+    labels : sequence of str, optional
+        Class names (``num_classes`` of them). By default a 1000-class model gets the ImageNet-1k
+        names shipped with swiftcam, and other models none.
 
     Returns
     -------
@@ -318,6 +380,12 @@ def load(source):
     UnsupportedModelError
         The weights do not describe a supported ResNet.
     """
+    model = _load(source)
+    model.labels = labels if labels is not None else _default_labels(model.num_classes)
+    return model
+
+
+def _load(source):
     if isinstance(source, (str, bytes, os.PathLike)):
         return _load_file(source)
     if not isinstance(source, Mapping) and callable(getattr(source, "named_modules", None)):
@@ -364,6 +432,15 @@ def _load_file(source):
 
 
 def _load_mapping(state_dict, source=None):
+    items = _float32_items(state_dict)
+    model = Model(_native.load_tensors(items), source=source)
+    if source is None:
+        model._weights = dict(items)
+    return model
+
+
+def _float32_items(state_dict):
+    """(name, float32 C-contiguous array) pairs of a state dict, batch-norm counters skipped."""
     items = []
     for key, value in state_dict.items():
         if not isinstance(key, str):
@@ -376,4 +453,35 @@ def _load_mapping(state_dict, source=None):
         if array.dtype.kind not in "biuf":
             raise WeightsError(f"{key}: expected a real numeric tensor, got dtype {array.dtype}")
         items.append((key, as_float32(array, key)))
-    return Model(_native.load_tensors(items), source=source)
+    return items
+
+
+def _read_state_dict_file(path):
+    """The tensors of a weights file as a dict (torch.save files or safetensors)."""
+    if not os.path.exists(path):
+        raise ModelFileNotFoundError.for_path(path)
+    if os.path.splitext(path)[1].lower() in _TORCH_SUFFIXES or _pth.is_torch_file(path):
+        return _pth.read_pth(path)
+    return _safetensors.read(path)
+
+
+def _default_labels(num_classes):
+    """The shipped ImageNet-1k class names for a 1000-class model, else None."""
+    if num_classes != 1000:
+        return None
+    with open(os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.json"),
+              encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _checked_labels(labels, num_classes):
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise InvalidInputError(f"labels: expected a sequence of {num_classes} class names, got "
+                                f"{type(labels).__name__}")
+    labels = tuple(str(label) for label in labels)
+    if len(labels) != num_classes:
+        raise InvalidInputError(f"labels: expected {num_classes} class names (one per class), "
+                                f"got {len(labels)}")
+    return labels

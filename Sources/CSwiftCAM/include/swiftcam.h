@@ -63,6 +63,13 @@ swiftcam_status swiftcam_model_load_tensors(const swiftcam_tensor_view *tensors,
                                             swiftcam_model **model,
                                             char *message, int64_t message_capacity);
 
+/* Replaces a model's weights with new ones for the same architecture (same layout, classes and
+   input channels; SWIFTCAM_STATUS_WEIGHT_ERROR otherwise), e.g. once per epoch of a training loop.
+   Calls already running finish with the old weights; later calls and traces use the new ones.
+   Layer names and other strings handed out before stay valid. */
+swiftcam_status swiftcam_model_update_tensors(swiftcam_model *model, const swiftcam_tensor_view *tensors,
+                                              int64_t count, char *message, int64_t message_capacity);
+
 /* Frees a model. NULL is ignored. */
 void swiftcam_model_free(swiftcam_model *model);
 

@@ -64,14 +64,14 @@ public struct BatchNormParameters {
 
 extension ConvLayer {
     /// The convolution followed by batch norm, folded into one convolution with a bias.
-    public static func folding(shape: Conv2dShape, weight: [Float], batchNorm: BatchNormParameters) throws(SwiftCAMError) -> ConvLayer {
+    /// `weight` is (Cout, Cin / groups, kh, kw); it is read, not retained.
+    public static func folding(shape: Conv2dShape, weight: UnsafeBufferPointer<Float>, batchNorm: BatchNormParameters) throws(SwiftCAMError) -> ConvLayer {
         let perChannel = weight.count / shape.outChannels
-        var folded = [Float](repeating: 0, count: weight.count)
+        let folded = try FloatBuffer(count: weight.count)  // (Cout, Cin / groups, kh, kw)
         let (scale, shift) = batchNorm.affine()
         for c in 0..<shape.outChannels {
-            for i in c * perChannel..<(c + 1) * perChannel { folded[i] = Float(Double(weight[i]) * scale[c]) }
+            for i in c * perChannel..<(c + 1) * perChannel { folded.pointer[i] = Float(Double(weight[i]) * scale[c]) }
         }
-        let bias = shift.map { Float($0) }
-        return ConvLayer(shape: shape, weight: try FloatBuffer(folded), bias: try FloatBuffer(bias))
+        return ConvLayer(shape: shape, weight: folded, bias: try FloatBuffer(shift.map { Float($0) }))
     }
 }

@@ -40,6 +40,12 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 
     /// Allocates a buffer holding a copy of `values`.
+    public convenience init(copying values: UnsafeBufferPointer<Float>) throws(SwiftCAMError) {
+        try self.init(count: values.count)
+        if let base = values.baseAddress { pointer.update(from: base, count: values.count) }
+    }
+
+    /// Allocates a buffer holding a copy of `values`.
     public convenience init(_ values: [Float]) throws(SwiftCAMError) {
         try self.init(count: values.count)
         values.withUnsafeBufferPointer { source in

@@ -9,6 +9,20 @@ public protocol WeightSource {
     func shape(of name: String) -> [Int]?
     /// The tensor's values as Float32.
     func floats(of name: String) throws(SwiftCAMError) -> [Float]
+    /// Calls `body` with the tensor's Float32 values, in place when the source stores them as
+    /// aligned Float32 (no copy), else from a converted copy.
+    func withFloats<R>(of name: String, _ body: (UnsafeBufferPointer<Float>) throws(SwiftCAMError) -> R) throws(SwiftCAMError) -> R
+}
+
+extension WeightSource {
+    public func withFloats<R>(of name: String, _ body: (UnsafeBufferPointer<Float>) throws(SwiftCAMError) -> R) throws(SwiftCAMError) -> R {
+        let values = try floats(of: name)
+        var result: Result<R, SwiftCAMError> = .failure(.invalidArgument("unreachable"))
+        values.withUnsafeBufferPointer { buffer in
+            do throws(SwiftCAMError) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+        }
+        return try result.get()
+    }
 }
 
 extension SafeTensorsFile: WeightSource {
@@ -17,6 +31,21 @@ extension SafeTensorsFile: WeightSource {
     public func floats(of name: String) throws(SwiftCAMError) -> [Float] {
         guard let entry = entry(named: name) else { throw .weightError("missing tensor '\(name)'") }
         return try floats(of: entry)
+    }
+    public func withFloats<R>(of name: String, _ body: (UnsafeBufferPointer<Float>) throws(SwiftCAMError) -> R) throws(SwiftCAMError) -> R {
+        guard let entry = entry(named: name) else { throw .weightError("missing tensor '\(name)'") }
+        let raw = bytes(of: entry)
+        guard entry.dtype == .float32, let base = raw.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 else {
+            let values = try floats(of: entry)
+            var result: Result<R, SwiftCAMError> = .failure(.invalidArgument("unreachable"))
+            values.withUnsafeBufferPointer { buffer in
+                do throws(SwiftCAMError) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+            }
+            return try result.get()
+        }
+        // The mapping is read-only and lives as long as `self`: read the floats where they are.
+        let floats = base.bindMemory(to: Float.self, capacity: raw.count / 4)
+        return try body(UnsafeBufferPointer(start: floats, count: raw.count / 4))
     }
 }
 
@@ -51,6 +80,10 @@ public struct BorrowedWeights: WeightSource {
         guard let tensor = tensors[name] else { throw .weightError("missing tensor '\(name)'") }
         return Array(tensor.values)
     }
+    public func withFloats<R>(of name: String, _ body: (UnsafeBufferPointer<Float>) throws(SwiftCAMError) -> R) throws(SwiftCAMError) -> R {
+        guard let tensor = tensors[name] else { throw .weightError("missing tensor '\(name)'") }
+        return try body(tensor.values)
+    }
 }
 
 /// Reads tensors for a builder: checks shapes, and remembers what was read.
@@ -76,6 +109,17 @@ public final class WeightReader {
         }
         used.insert(name)
         return try source.floats(of: name)
+    }
+
+    /// Like `read`, but lends the values to `body` without copying them when the source allows.
+    public func withTensor<R>(_ name: String, shape expectedShape: [Int],
+                              _ body: (UnsafeBufferPointer<Float>) throws(SwiftCAMError) -> R) throws(SwiftCAMError) -> R {
+        let shape = try shape(of: name)
+        guard shape == expectedShape else {
+            throw .weightError("tensor '\(name)' has shape \(shape), expected \(expectedShape)")
+        }
+        used.insert(name)
+        return try source.withFloats(of: name, body)
     }
 
     /// Fails when the source holds tensors no builder step read (batch-norm counters excepted).

@@ -17,14 +17,18 @@ public enum ResNetBuilder {
 
         let stemShape = Conv2dShape(inChannels: config.inputChannels, outChannels: config.stemWidth, kernelHeight: 7, kernelWidth: 7,
                                     strideHeight: 2, strideWidth: 2, paddingHeight: 3, paddingWidth: 3)
-        let stemWeight = try weights.read("conv1.weight", shape: [config.stemWidth, config.inputChannels, 7, 7])
         let stemNorm = try readBatchNorm("bn1", channels: config.stemWidth, from: weights)
-        append(ConvNode(conv: ConvLayer(shape: stemShape, weight: try FloatBuffer(stemWeight), bias: nil)), name: "conv1")
+        let (stemConv, fusedStemConv) = try weights.withTensor("conv1.weight", shape: [config.stemWidth, config.inputChannels, 7, 7]) {
+            (weight) throws(SwiftCAMError) -> (ConvLayer, ConvLayer) in
+            (ConvLayer(shape: stemShape, weight: try FloatBuffer(copying: weight), bias: nil),
+             try ConvLayer.folding(shape: stemShape, weight: weight, batchNorm: stemNorm))
+        }
+        append(ConvNode(conv: stemConv), name: "conv1")
         append(try ChannelAffineNode(batchNorm: stemNorm), name: "bn1")
         append(ReLUNode(), name: "relu")
         append(MaxPoolNode(kernel: 3, stride: 2, padding: 1), name: "maxpool")
         // Inference fuses conv1, bn1 and relu into one pass.
-        let fusedStem = ConvNode(conv: try ConvLayer.folding(shape: stemShape, weight: stemWeight, batchNorm: stemNorm), appliesReLU: true)
+        let fusedStem = ConvNode(conv: fusedStemConv, appliesReLU: true)
 
         var inPlanes = config.stemWidth
         for stage in 0..<4 {
@@ -39,10 +43,11 @@ public enum ResNetBuilder {
         }
         append(GlobalAveragePoolNode(), name: "avgpool")
         let features = config.stageWidths[3]
-        let fcWeight = try weights.read("fc.weight", shape: [config.numClasses, features])
+        let fcWeight = try weights.withTensor("fc.weight", shape: [config.numClasses, features]) {
+            (weight) throws(SwiftCAMError) -> FloatBuffer in try FloatBuffer(copying: weight)
+        }
         let fcBias = try weights.read("fc.bias", shape: [config.numClasses])
-        nodes.append(LinearNode(inFeatures: features, outFeatures: config.numClasses,
-                                weight: try FloatBuffer(fcWeight), bias: try FloatBuffer(fcBias)))
+        nodes.append(LinearNode(inFeatures: features, outFeatures: config.numClasses, weight: fcWeight, bias: try FloatBuffer(fcBias)))
         try weights.checkAllUsed()
         return Network(nodes: nodes, inferenceNodes: [fusedStem] + nodes.dropFirst(3), layers: layers, inputChannels: config.inputChannels, numClasses: config.numClasses,
                        architecture: config.torchvisionName ?? "resnet", configurationJSON: config.json)
@@ -80,8 +85,10 @@ public enum ResNetBuilder {
         let shape = Conv2dShape(inChannels: inChannels, outChannels: outChannels, kernelHeight: kernel, kernelWidth: kernel,
                                 strideHeight: stride, strideWidth: stride, paddingHeight: kernel / 2, paddingWidth: kernel / 2,
                                 groups: groups)
-        let weight = try weights.read("\(convName).weight", shape: [outChannels, inChannels / groups, kernel, kernel])
-        return try ConvLayer.folding(shape: shape, weight: weight, batchNorm: try readBatchNorm(bnName, channels: outChannels, from: weights))
+        let batchNorm = try readBatchNorm(bnName, channels: outChannels, from: weights)
+        return try weights.withTensor("\(convName).weight", shape: [outChannels, inChannels / groups, kernel, kernel]) {
+            (weight) throws(SwiftCAMError) -> ConvLayer in try ConvLayer.folding(shape: shape, weight: weight, batchNorm: batchNorm)
+        }
     }
 
     private static func readBatchNorm(_ name: String, channels: Int, from weights: WeightReader) throws(SwiftCAMError) -> BatchNormParameters {
