@@ -330,24 +330,22 @@ Model_layer_shape(ModelObject *self, PyObject *args)
                          (long long)output_shape[2], (long long)output_shape[3]);
 }
 
-/* forward(input: float32 (N, C, H, W) buffer, logits: writable float32 (N, classes) buffer) */
+/* The shared body of forward and forward_from: logits (B, classes) from a float32
+   (B, C, h, w) buffer, through the whole network (from_layer < 0) or the part above from_layer. */
 static PyObject *
-Model_forward(ModelObject *self, PyObject *args)
+model_logits(ModelObject *self, long long from_layer, PyObject *input_object,
+             PyObject *logits_object, const char *what)
 {
-    PyObject *input_object, *logits_object;
-    if (!PyArg_ParseTuple(args, "OO:forward", &input_object, &logits_object)) {
-        return NULL;
-    }
     if (model_acquire(self) < 0) {
         return NULL;
     }
     PyObject *result = NULL;
     Py_buffer input, logits;
     int64_t shape[4];
-    if (get_float32_buffer(input_object, &input, 0, "input") < 0) {
+    if (get_float32_buffer(input_object, &input, 0, what) < 0) {
         goto done;
     }
-    if (nchw_shape(&input, shape, "input") < 0) {
+    if (nchw_shape(&input, shape, what) < 0) {
         goto release_input;
     }
     if (get_float32_buffer(logits_object, &logits, 1, "logits") < 0) {
@@ -359,10 +357,18 @@ Model_forward(ModelObject *self, PyObject *args)
     char message[MESSAGE_CAPACITY];
     message[0] = '\0';
     swiftcam_status status;
+    const float *data = (const float *)input.buf;
+    float *out = (float *)logits.buf;
+    int64_t count = element_count(&logits);
     Py_BEGIN_ALLOW_THREADS
-    status = swiftcam_model_forward(self->model, (const float *)input.buf, shape,
-                                    (float *)logits.buf, element_count(&logits), message,
-                                    MESSAGE_CAPACITY);
+    if (from_layer < 0) {
+        status = swiftcam_model_forward(self->model, data, shape, out, count, message,
+                                        MESSAGE_CAPACITY);
+    }
+    else {
+        status = swiftcam_model_forward_from(self->model, (int64_t)from_layer, data, shape, out,
+                                             count, message, MESSAGE_CAPACITY);
+    }
     Py_END_ALLOW_THREADS
     if (status != SWIFTCAM_STATUS_OK) {
         raise_status(status, message);
@@ -379,6 +385,17 @@ done:
     return result;
 }
 
+/* forward(input: float32 (N, C, H, W) buffer, logits: writable float32 (N, classes) buffer) */
+static PyObject *
+Model_forward(ModelObject *self, PyObject *args)
+{
+    PyObject *input_object, *logits_object;
+    if (!PyArg_ParseTuple(args, "OO:forward", &input_object, &logits_object)) {
+        return NULL;
+    }
+    return model_logits(self, -1, input_object, logits_object, "input");
+}
+
 /* forward_from(layer: int, activation: float32 (B, C, h, w) buffer, logits: writable (B, classes))
    runs only the part of the network above `layer` (AblationCAM). */
 static PyObject *
@@ -389,46 +406,12 @@ Model_forward_from(ModelObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "LOO:forward_from", &layer, &activation_object, &logits_object)) {
         return NULL;
     }
-    if (model_acquire(self) < 0) {
+    if (layer < 0) {
+        PyErr_Format(InvalidInputError, "forward_from: layer must be a layer index >= 0, got %lld",
+                     layer);
         return NULL;
     }
-    PyObject *result = NULL;
-    Py_buffer activation, logits;
-    int64_t shape[4];
-    if (get_float32_buffer(activation_object, &activation, 0, "activation") < 0) {
-        goto done;
-    }
-    if (nchw_shape(&activation, shape, "activation") < 0) {
-        goto release_activation;
-    }
-    if (get_float32_buffer(logits_object, &logits, 1, "logits") < 0) {
-        goto release_activation;
-    }
-    if (check_count(&logits, shape[0] * swiftcam_model_num_classes(self->model), "logits") < 0) {
-        goto release_logits;
-    }
-    char message[MESSAGE_CAPACITY];
-    message[0] = '\0';
-    swiftcam_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = swiftcam_model_forward_from(self->model, (int64_t)layer,
-                                         (const float *)activation.buf, shape,
-                                         (float *)logits.buf, element_count(&logits), message,
-                                         MESSAGE_CAPACITY);
-    Py_END_ALLOW_THREADS
-    if (status != SWIFTCAM_STATUS_OK) {
-        raise_status(status, message);
-    }
-    else {
-        result = Py_NewRef(Py_None);
-    }
-release_logits:
-    PyBuffer_Release(&logits);
-release_activation:
-    PyBuffer_Release(&activation);
-done:
-    model_release(self);
-    return result;
+    return model_logits(self, layer, activation_object, logits_object, "activation");
 }
 
 static PyObject *
