@@ -196,3 +196,30 @@ def test_argmax_targets_match_pytorch_grad_cam(grad_cam):
     expected = _reference_cam(grad_cam, "GradCAM", reference, ("layer4",), x, None)
     heatmaps = swiftcam.GradCAM(model, ["layer4"])(x)
     assert np.abs(heatmaps - expected).max() <= CAM_TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_torch_save_file_loads_where_torch_cannot_be_imported(tmp_path, arch):
+    """A torchvision state dict written by torch.save loads in a process where importing torch
+    is impossible, and gives torchvision's logits (tolerance as for the forward pass)."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, arch)().eval()
+    path = tmp_path / f"{arch}.pth"
+    torch.save(net.state_dict(), path)
+    x = np.random.default_rng(3).standard_normal((2, 3, 160, 200)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    child = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, swiftcam\n"
+        f"model = swiftcam.load({str(path)!r})\n"
+        f"np.save({str(tmp_path / 'logits.npy')!r}, model(np.load({str(tmp_path / 'x.npy')!r})))\n"
+        "assert sys.modules['torch'] is None\n")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    logits = np.load(tmp_path / "logits.npy")
+    assert np.abs(logits - expected).max() <= 1e-5 * np.abs(expected).max()
