@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _native
 from ._seeds import seeds_for_targets, seeds_for_top_k
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ModelClosedError
 from .model import Model
 from .result import CAMResult
 
@@ -55,6 +55,8 @@ class BaseCAM:
             if callable(getattr(model, "state_dict", None)):
                 hint = "; convert a torch model with swiftcam.from_torch(model)"
             raise TypeError(f"model: expected a swiftcam.Model, got {type(model).__name__}{hint}")
+        if model.closed:
+            raise ModelClosedError("model: the model is closed; load it again to compute CAMs")
         if reshape_transform is not None:
             raise NotImplementedError("reshape_transform is not supported: swiftcam explains "
                                       "CNNs whose layers are already (N, C, h, w)")
@@ -147,6 +149,7 @@ class BaseCAM:
         """
         model = self.model
         n, _, height, width = batch.shape
+        _check_finite(batch)
         trace = model._trace(batch, self._layer_ids, "input_tensor")
         try:
             logits = np.empty((n, model.num_classes), dtype=np.float32)
@@ -163,6 +166,17 @@ class BaseCAM:
             trace.close()
         self.outputs = logits
         return heatmaps, raw, logits, seeds
+
+
+def _check_finite(batch):
+    """CAMs need finite inputs: one NaN makes its image's whole map NaN (not in [0, 1])."""
+    finite = np.isfinite(batch)
+    if not finite.all():
+        position = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise InvalidInputError(
+            f"input_tensor: expected finite values, got {batch[position]} at index {position}; "
+            "a CAM of an image with NaN or Inf is undefined (model(x) itself propagates them "
+            "per image, as torch does)")
 
 
 def _check_aug_smooth(aug_smooth):

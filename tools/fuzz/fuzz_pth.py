@@ -29,7 +29,6 @@ this target keeps working: it calls read_pth, which is what load() would use.
 
 import io
 import os
-import pickle
 import pickletools
 import struct
 import sys
@@ -67,11 +66,12 @@ INSERTIONS = [b"R", b"b", b"\x81", b"\x92", b"\x93", b"o", b"0", b"2", b"(", b"s
               b"\x82\x01", b"\x83\x01\x00", b"\x84\x01\x00\x00\x00", b"j\xff\xff\xff\x7f",
               b"h\xff", b"r\xff\xff\xff\x7f", b"P0\n", b"\x8c\x02os\x8c\x06system\x93",
               b"cposix\nsystem\n", b"ibuiltins\neval\n", b"\x95" + struct.pack("<Q", 2**40),
-              b"\x8e" + struct.pack("<Q", 2**40), b"\x97", b"\x98", b"\x96\x00\x00\x00\x00\x00\x00\x00\x00",
+              b"\x8e" + struct.pack("<Q", 2**40), b"\x97", b"\x98",
+              b"\x96" + struct.pack("<Q", 0),
               b"(" * 1000, b"]" * 100000]
 
 
-# -- pickle mutations ------------------------------------------------------------------------------
+# -- pickle mutations -----------------------------------------------------------------------------
 
 
 def _encode_int(value):
@@ -144,7 +144,7 @@ def mutate_pickle(rng, data):
     return data[:start] + rng.choice(INSERTIONS) + data[start:]
 
 
-# -- zip mutations ---------------------------------------------------------------------------------
+# -- zip mutations --------------------------------------------------------------------------------
 
 
 def _members(data):
@@ -228,7 +228,7 @@ def mutate_blind(rng, data):
     return bytes(data)
 
 
-# -- the audit hook: nothing from the file may run --------------------------------------------------
+# -- the audit hook: nothing from the file may run ------------------------------------------------
 
 
 class UntrustedCodeExecution(BaseException):
@@ -307,8 +307,13 @@ class PthTarget:
             for _, data in self.seeds()[:1]:  # warm up lazy imports before the hook watches
                 pth.read_pth(PTH_DATA / f"{SEED_FILES[0]}.pth")
             import bz2  # noqa: F401  (zipfile imports decompressors lazily)
-            import encodings.cp437  # noqa: F401  (and the codec of non-UTF-8 member names)
             import lzma  # noqa: F401
+            # Codecs the standard library loads on first use (a codec module's import shows as
+            # marshal.loads of its .pyc): zipfile's for non-UTF-8 member names, pickle's and
+            # pickletools' for text opcodes. None is chosen by the file.
+            for codec in ("cp437", "raw_unicode_escape", "unicode_escape", "latin_1", "ascii",
+                          "utf_8"):
+                __import__(f"encodings.{codec}")
             sys.addaudithook(_audit)
             self._hooked = True
 

@@ -23,6 +23,7 @@ import json
 import mmap
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def _saved_kinds(out):
     return saved
 
 
-# -- the child: executes inputs start..runs-1 ------------------------------------------------------
+# -- the child: executes inputs start..runs-1 -----------------------------------------------------
 
 
 def limit_memory(megabytes):
@@ -143,7 +144,8 @@ def child_main(target, args):
     limit_memory(args.memory_limit_mb)
     counters = Counters(args.counters)
     out = Path(args.out)
-    scratch = scratch_directory()
+    own_scratch = args.scratch is None  # the supervisor passes (and later removes) its own
+    scratch = scratch_directory() if own_scratch else args.scratch
     path = os.path.join(scratch, "input" + target.suffix)
     saved = _saved_kinds(out)
     try:
@@ -169,15 +171,25 @@ def child_main(target, args):
                     (out / f"unexpected-{index}.txt").write_text(f"{label}\n\n{trace}")
             counters.add(EXECUTIONS)
     finally:
-        import shutil
-        shutil.rmtree(scratch, ignore_errors=True)
+        if own_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         counters.close()
 
 
-# -- the supervisor ---------------------------------------------------------------------------------
+# -- the supervisor -------------------------------------------------------------------------------
 
 
 def supervise(target, args, script):
+    # A child killed by a crash or a hang cannot clean up: the supervisor owns the directory
+    # the inputs are written to.
+    scratch = scratch_directory()
+    try:
+        return _supervise(target, args, script, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _supervise(target, args, script, scratch):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     counters_path = out / "counters.bin"
@@ -199,7 +211,8 @@ def supervise(target, args, script):
             child = subprocess.Popen(
                 [sys.executable, script, "--child", "--start", str(start), "--runs",
                  str(args.runs), "--seed", str(args.seed), "--out", str(out), "--counters",
-                 str(counters_path), "--memory-limit-mb", str(args.memory_limit_mb)],
+                 str(counters_path), "--memory-limit-mb", str(args.memory_limit_mb),
+                 "--scratch", scratch],
                 stderr=log, stdout=log, env=environment)
         seen, seen_at = None, time.monotonic()
         hung = False
@@ -275,16 +288,17 @@ def supervise(target, args, script):
     return summary
 
 
-# -- atheris ----------------------------------------------------------------------------------------
+# -- atheris --------------------------------------------------------------------------------------
 
 
 def atheris_main(target, args):
     import atheris
 
     with atheris.instrument_imports():
-        import swiftcam  # noqa: F401
-    scratch = scratch_directory()
-    path = os.path.join(scratch, "input" + target.suffix)
+        import swiftcam  # noqa: F401  (instrumented: coverage feedback from the Python layer)
+    # libFuzzer ends the process without running Python's exit handlers: the input file lives
+    # in the artifact directory rather than in a temporary one.
+    path = os.path.join(args.out, "input" + target.suffix)
     corpus = Path(args.out) / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     for name, data in target.seeds():
@@ -309,7 +323,7 @@ def atheris_main(target, args):
     atheris.Fuzz()
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ---------------------------------------------------------------------------------
 
 
 def main(target, script, argv=None):
@@ -334,6 +348,7 @@ def main(target, script, argv=None):
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--counters", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.reproduce is not None:

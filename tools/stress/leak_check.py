@@ -27,7 +27,6 @@ Exit status 0 when every phase is within its allowance. Results: tools/stress/RE
 import argparse
 import gc
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -147,7 +146,7 @@ def make_failures(model, directory):
     return fail
 
 
-# -- phases -----------------------------------------------------------------------------------------
+# -- phases ---------------------------------------------------------------------------------------
 
 
 def measure(name, work, warmup, total, allowance_kib, object_allowance=200):
@@ -175,7 +174,8 @@ def measure(name, work, warmup, total, allowance_kib, object_allowance=200):
     }
     print(f"{name:8s} RSS {before / 1024:7.1f} MiB after {warmup} -> {after / 1024:7.1f} MiB "
           f"after {total}: {growth:+6d} KiB (allowance {allowance_kib} KiB), Python objects "
-          f"{objects_after - objects_before:+d}, {seconds:.1f} s  {'ok' if result['ok'] else 'LEAK'}",
+          f"{objects_after - objects_before:+d}, {seconds:.1f} s  "
+          f"{'ok' if result['ok'] else 'LEAK'}",
           flush=True)
     return result
 
