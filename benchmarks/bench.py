@@ -10,6 +10,7 @@ the same thread count on both sides. Without torch installed it reports swiftcam
 
 import argparse
 import ctypes
+import os
 import platform
 import statistics
 import subprocess
@@ -24,6 +25,8 @@ import swiftcam  # noqa: E402  (sets OPENBLAS_CORETYPE before the engine loads)
 from random_resnet import random_state_dict  # noqa: E402
 
 try:
+    if os.environ.get("SWIFTCAM_BENCH_WITHOUT_TORCH"):
+        raise ImportError("torch disabled for this process")
     import torch
     import torchvision
 except ImportError:
@@ -167,23 +170,30 @@ def scaling_table(arch, repeats):
             print(f"| {batch} | {size} | {ms:.1f} | {ms / batch / (size / 224) ** 2:.1f} |")
 
 
-def peak_rss_mb(side, arch, batch):
-    """Peak RSS of a fresh process that loads the model and computes one CAM."""
+def peak_rss_mb(side, arch, batch, weights):
+    """Peak RSS of a fresh process that loads the model and computes one CAM. The swiftcam
+    process loads `weights` (a .safetensors file) and never imports torch."""
+    env = dict(os.environ)
+    if side == "swiftcam":
+        env["SWIFTCAM_BENCH_WITHOUT_TORCH"] = "1"
     output = subprocess.run([sys.executable, __file__, "--rss-child", side, "--archs", arch,
-                             "--batches", str(batch)], capture_output=True, text=True, check=True)
+                             "--batches", str(batch), "--weights", weights],
+                            capture_output=True, text=True, check=True, env=env)
     return float(output.stdout.strip().splitlines()[-1])
 
 
-def rss_child(side, arch, batch):
-    import resource
+def rss_child(side, arch, batch, weights):
     x = np.random.default_rng(1).random((batch, 3, 224, 224), dtype=np.float32)
     if side == "swiftcam":
-        model = swiftcam.load(random_state_dict(arch))
+        model = swiftcam.load(weights)
         swiftcam.GradCAM(model, target_layers=["layer4"])(x)
     else:
         net = getattr(torchvision.models, arch)().eval()
         reference_cam(net, "GradCAM", "layer4")(input_tensor=torch.from_numpy(x), targets=None)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM is this process's own peak; ru_maxrss would include the forking parent's RSS.
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(peak_kib / 1024)
 
 
 def main():
@@ -195,7 +205,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scaling", action="store_true", help="also time batch and input-size scaling")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS in fresh processes")
+    parser.add_argument("--no-timing", action="store_true", help="skip the timing tables")
     parser.add_argument("--rss-child", choices=["swiftcam", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
     archs = args.archs.split(",")
     batches = [int(b) for b in args.batches.split(",")]
@@ -203,7 +215,7 @@ def main():
     if torch is not None:
         torch.set_num_threads(args.threads)
     if args.rss_child:
-        return rss_child(args.rss_child, archs[0], batches[0])
+        return rss_child(args.rss_child, archs[0], batches[0], args.weights)
 
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()} {platform.release()}")
     print(f"swiftcam {swiftcam.__version__}; OpenBLAS core {swiftcam.blas_core_name()}, "
@@ -212,7 +224,7 @@ def main():
     print(f"sgemm 512x3136x1152: {sgemm_gflops(1):.0f} GFLOP/s on 1 thread, "
           f"{sgemm_gflops(args.threads):.0f} GFLOP/s on {args.threads} threads")
     swiftcam.set_num_threads(args.threads)
-    for arch in archs:
+    for arch in archs if not args.no_timing else []:
         for batch in batches:
             rows, forward_ms = time_cases(arch, batch, args.size, args.repeats)
             print_table(arch, batch, args.size, rows, forward_ms)
@@ -222,10 +234,14 @@ def main():
         print("\n### peak RSS, load + one GradCAM (fresh process each)\n")
         print("| arch | batch | swiftcam MB | torch + pytorch-grad-cam MB | ratio |")
         print("|---|---:|---:|---:|---:|")
+        import tempfile
+        from swiftcam import _safetensors
         for arch in archs:
+            weights = os.path.join(tempfile.mkdtemp(), f"{arch}.safetensors")
+            _safetensors.write(weights, random_state_dict(arch))
             for batch in batches:
-                ours = peak_rss_mb("swiftcam", arch, batch)
-                theirs = peak_rss_mb("torch", arch, batch) if torch is not None else None
+                ours = peak_rss_mb("swiftcam", arch, batch, weights)
+                theirs = peak_rss_mb("torch", arch, batch, weights) if torch is not None else None
                 ratio = f"{ours / theirs:.2f}x" if theirs else "-"
                 theirs_text = f"{theirs:.0f}" if theirs else "-"
                 print(f"| {arch} | {batch} | {ours:.0f} | {theirs_text} | {ratio} |")
