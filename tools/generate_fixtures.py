@@ -5,7 +5,10 @@ Developer tool.  For each case (a small, reduced-width torchvision ResNet, see
 
 * ``weights.safetensors``  - the model's state_dict (torchvision key names),
 * ``expected.safetensors`` - input, logits, every hooked layer's activation
-  and score gradient, and the heatmaps of pytorch-grad-cam 1.5.7,
+  and score gradient, and the heatmaps of pytorch-grad-cam 1.5.7; also its
+  ScoreCAM / AblationCAM maps, aug_smooth maps, Guided Grad-CAM, metric
+  values (ROAD with noise 0, RISE's deletion / insertion) and ROAD imputed
+  images (``record_extras``),
 * ``meta.json``            - the case description and the list of CAMs.
 
 It also measures the reference's own numerical noise (float32 vs float64
@@ -453,6 +456,373 @@ def measure_noise(model, x, names, targets, classes, case, acts32, grads32,
 
 
 # --------------------------------------------------------------------------
+# Perturbation CAMs, aug_smooth, Guided Grad-CAM and metrics (extra keys)
+# --------------------------------------------------------------------------
+#
+# Recorded after everything above, on the same model and input; they add keys
+# to expected.safetensors and a few entries to meta.json and change nothing
+# that was there before.
+
+@dataclass(frozen=True)
+class ExtraCamSpec:
+    """One ScoreCAM / AblationCAM call, or one CAM call with aug_smooth=True."""
+
+    method: str
+    target_layers: tuple
+    targets: str = "class"  # "class" | "softmax" | "none"
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
+    options: tuple = ()  # (("batch_size", 5), ...) for the constructor
+
+    @property
+    def cam_id(self):
+        suffix = {"class": "", "softmax": "_softmax", "none": "_argmax"}
+        name = f"{self.method}_{'+'.join(self.target_layers)}"
+        name += suffix[self.targets]
+        for key, value in self.options:
+            short = {"batch_size": "batch", "ratio_channels_to_ablate": "ratio"}[key]
+            name += f"_{short}{value}"
+        if self.eigen_smooth:
+            name += "_eigensmooth"
+        return name
+
+    @property
+    def key(self):
+        prefix = "augsmooth" if self.aug_smooth else "perturbation"
+        return f"{prefix}/{self.cam_id}"
+
+    @property
+    def sign_ambiguous(self):
+        return self.eigen_smooth
+
+
+def perturbation_plan(inner_block, full):
+    """ScoreCAM and AblationCAM specs; ``full`` for basic and bottleneck."""
+    plan = [ExtraCamSpec(m, ("layer4",)) for m in ("ScoreCAM", "AblationCAM")]
+    plan += [ExtraCamSpec(m, ("layer3",)) for m in ("ScoreCAM", "AblationCAM")]
+    # conv1's output has negative values: the ablation value is min - 1e7,
+    # lowered by another 1e7 for each copy of a batch.
+    plan += [ExtraCamSpec("AblationCAM", ("conv1",)),
+             ExtraCamSpec("AblationCAM", ("conv1",), options=(("batch_size", 5),)),
+             ExtraCamSpec("AblationCAM", ("layer4",),
+                          options=(("ratio_channels_to_ablate", 0.25),))]
+    if full:
+        plan += [ExtraCamSpec(m, (inner_block,)) for m in ("ScoreCAM", "AblationCAM")]
+        plan += [ExtraCamSpec(m, ("layer3", "layer4")) for m in ("ScoreCAM", "AblationCAM")]
+        plan += [
+            ExtraCamSpec("ScoreCAM", ("layer4",), targets="none"),
+            ExtraCamSpec("ScoreCAM", ("layer3",), targets="softmax"),
+            ExtraCamSpec("AblationCAM", ("layer3",), targets="softmax"),
+            ExtraCamSpec("ScoreCAM", ("layer4",), eigen_smooth=True),
+            ExtraCamSpec("AblationCAM", ("layer4",), eigen_smooth=True),
+            ExtraCamSpec("AblationCAM", ("layer3",),
+                         options=(("ratio_channels_to_ablate", 0.75),)),
+        ]
+    return plan
+
+
+def aug_smooth_plan(inner_block, full):
+    """CAM calls with aug_smooth=True (no SVD-based maps: their sign may flip
+    between the six augmentations)."""
+    plan = [ExtraCamSpec("GradCAM", ("layer4",), aug_smooth=True),
+            ExtraCamSpec("ScoreCAM", ("layer4",), aug_smooth=True)]
+    if full:
+        plan += [
+            ExtraCamSpec("GradCAM", ("layer4",), targets="none", aug_smooth=True),
+            ExtraCamSpec("GradCAMPlusPlus", ("layer3",), aug_smooth=True),
+            ExtraCamSpec("HiResCAM", (inner_block,), aug_smooth=True),
+            ExtraCamSpec("LayerCAM", ("layer3", "layer4"), aug_smooth=True),
+            ExtraCamSpec("XGradCAM", ("layer4",), targets="softmax", aug_smooth=True),
+            ExtraCamSpec("GradCAMElementWise", ("layer3",), aug_smooth=True),
+            ExtraCamSpec("AblationCAM", ("layer4",), aug_smooth=True),
+        ]
+    return plan
+
+
+EXTRA_PLANS = {
+    "basic": ("layer2.0", True),
+    "bottleneck": ("layer3.0", True),
+    "grouped": ("layer4.0", False),
+    "wide": ("layer3", False),
+}
+
+
+@contextlib.contextmanager
+def quiet_tqdm():
+    """ScoreCAM and AblationCAM draw tqdm progress bars; silence them."""
+    import types
+
+    from pytorch_grad_cam import ablation_cam, score_cam
+    silent = types.SimpleNamespace(tqdm=lambda iterable, *args, **kwargs: iterable)
+    saved = [(m, m.tqdm) for m in (ablation_cam, score_cam)]
+    for module, _ in saved:
+        module.tqdm = silent
+    try:
+        yield
+    finally:
+        for module, original in saved:
+            module.tqdm = original
+
+
+def extra_method(name):
+    from pytorch_grad_cam import AblationCAM, ScoreCAM
+    return {"ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM}.get(name) or METHODS[name]
+
+
+def run_extra_cam(model, x, spec, classes, signs=None):
+    """One pytorch-grad-cam call of an ExtraCamSpec; float32 (N, H, W)."""
+    modules = dict(model.named_modules())
+    target_layers = [modules[name] for name in spec.target_layers]
+    method = extra_method(spec.method)
+    guard = (projection_signs(signs) if signs is not None
+             else contextlib.nullcontext())
+    targets = make_targets(CamSpec(spec.method, spec.target_layers,
+                                   targets=spec.targets), classes)
+    with quiet_tqdm(), guard, method(model=model, target_layers=target_layers,
+                                     **dict(spec.options)) as cam:
+        result = cam(input_tensor=x, targets=targets, aug_smooth=spec.aug_smooth,
+                     eigen_smooth=spec.eigen_smooth)
+    assert result.dtype == np.float32
+    assert result.shape == (x.shape[0],) + tuple(x.shape[2:])
+    return result
+
+
+def record_extra_cams(model, x, case, chosen):
+    """Perturbation and aug_smooth CAMs, their sign variants and float64 noise."""
+    inner, full = EXTRA_PLANS[case.name]
+    specs = perturbation_plan(inner, full) + aug_smooth_plan(inner, full)
+    model64 = copy.deepcopy(model).double()
+    x64 = x.double()
+    tensors, entries = {}, []
+    for spec in specs:
+        classes = None if spec.targets == "none" else chosen
+        cam = run_extra_cam(model, x, spec, classes)
+        tensors[spec.key] = cam
+        per_image = np.abs(run_extra_cam(model64, x64, spec, classes).astype(np.float64)
+                           - cam).reshape(len(cam), -1).max(axis=1)
+        entry = {
+            "key": spec.key,
+            "method": spec.method,
+            "target_layers": list(spec.target_layers),
+            "targets": {"kind": spec.targets, "classes": classes},
+            "eigen_smooth": spec.eigen_smooth,
+            "aug_smooth": spec.aug_smooth,
+            "options": dict(spec.options),
+            "all_zero_images": all_zero_images(cam),
+        }
+        if spec.sign_ambiguous:
+            entry["sign_variants"] = {}
+            for mask, signs in sign_variants(spec).items():
+                flipped_key = f"{spec.key.replace('/', '_signflip/', 1)}/{mask}"
+                flipped = run_extra_cam(model, x, spec, classes, signs)
+                tensors[flipped_key] = flipped
+                entry["sign_variants"][mask] = flipped_key
+                flipped64 = run_extra_cam(model64, x64, spec, classes, signs)
+                per_image = np.minimum(per_image, np.abs(
+                    flipped64.astype(np.float64) - cam).reshape(len(cam), -1).max(axis=1))
+        entry["float64_vs_float32"] = float(per_image.max())
+        entries.append(entry)
+    return tensors, entries
+
+
+def record_guided_gradcam(model, x, cams, guided):
+    """The reference's Guided Grad-CAM recipe (its cam.py example) on the
+    layer4 GradCAM and the guided gradients of the same classes."""
+    from pytorch_grad_cam.utils.image import deprocess_image
+
+    cam = cams["GradCAM_layer4"]
+    gb = guided.permute(0, 2, 3, 1).numpy()  # (N, H, W, 3), as the reference returns it
+    tensors = {}
+    products, deprocessed = [], []
+    for n in range(len(cam)):
+        cam_mask = cv2.merge([cam[n], cam[n], cam[n]])
+        product = cam_mask * gb[n]
+        products.append(product)
+        deprocessed.append(np.float32(deprocess_image(product)))
+    tensors["guided_gradcam/GradCAM_layer4"] = np.stack(products).astype(np.float32)
+    tensors["guided_gradcam_deprocessed/GradCAM_layer4"] = np.stack(deprocessed)
+    return tensors
+
+
+@contextlib.contextmanager
+def noiseless_road():
+    """pytorch-grad-cam's ROAD metrics with NoisyLinearImputer(noise=0)."""
+    from pytorch_grad_cam.metrics import road
+    original = road.NoisyLinearImputer
+
+    class Noiseless(original):
+        def __init__(self, noise=0.01, weighting=road.neighbors_weights):
+            super().__init__(noise=0.0, weighting=weighting)
+
+    road.NoisyLinearImputer = Noiseless
+    try:
+        yield
+    finally:
+        road.NoisyLinearImputer = original
+
+
+#: (key part, class name, constructor arguments) of the metrics recorded.
+METRIC_PLAN = (
+    ("CamMultImageConfidenceChange", "CamMultImageConfidenceChange", {}),
+    ("DropInConfidence", "DropInConfidence", {}),
+    ("IncreaseInConfidence", "IncreaseInConfidence", {}),
+    ("ROADMostRelevantFirst_80", "ROADMostRelevantFirst", {"percentile": 80}),
+    ("ROADLeastRelevantFirst_20", "ROADLeastRelevantFirst", {"percentile": 20}),
+    ("ROADMostRelevantFirst_auto", "ROADMostRelevantFirst", {"percentile": "auto"}),
+    ("ROADLeastRelevantFirst_auto", "ROADLeastRelevantFirst", {"percentile": "auto"}),
+    ("ROADMostRelevantFirstAverage", "ROADMostRelevantFirstAverage", {}),
+    ("ROADLeastRelevantFirstAverage", "ROADLeastRelevantFirstAverage", {}),
+    ("ROADCombined", "ROADCombined", {}),
+)
+
+#: (key part, rule, percentile, keep the imputed image) of the ROAD masks
+#: recorded (the imputed images only where flagged, to save space).
+ROAD_IMPUTATIONS = (
+    ("MoRF_80", "most", 80, True),
+    ("MoRF_10", "most", 10, True),
+    ("LeRF_auto", "least", "auto", False),
+)
+
+
+def metric_class(name):
+    from pytorch_grad_cam.metrics import cam_mult_image, road
+    return getattr(cam_mult_image, name, None) or getattr(road, name)
+
+
+def rise_gkern(klen, nsig):
+    """RISE's gkern (evaluation.py)."""
+    from scipy.ndimage import gaussian_filter
+    inp = np.zeros((klen, klen))
+    inp[klen // 2, klen // 2] = 1
+    k = gaussian_filter(inp, nsig)
+    kern = np.zeros((3, 3, klen, klen))
+    for c in range(3):
+        kern[c, c] = k
+    return torch.from_numpy(kern.astype("float32"))
+
+
+def rise_single_run(model, img_tensor, explanation, mode, step, substrate_fn):
+    """RISE's CausalMetric.single_run (evaluation.py) for any image size, on
+    the CPU, without plotting; ``model`` ends with a softmax."""
+    hw = img_tensor.shape[2] * img_tensor.shape[3]
+    pred = model(img_tensor)
+    _, c = torch.max(pred, 1)
+    c = c.numpy()[0]
+    n_steps = (hw + step - 1) // step
+    if mode == "del":
+        start = img_tensor.clone()
+        finish = substrate_fn(img_tensor)
+    else:
+        start = substrate_fn(img_tensor)
+        finish = img_tensor.clone()
+    scores = np.empty(n_steps + 1)
+    salient_order = np.flip(np.argsort(explanation.reshape(-1, hw), axis=1), axis=-1)
+    for i in range(n_steps + 1):
+        pred = model(start)
+        scores[i] = pred[0, c]
+        if i < n_steps:
+            coords = salient_order[:, step * i:step * (i + 1)]
+            start.numpy().reshape(1, 3, hw)[0, :, coords] = \
+                finish.numpy().reshape(1, 3, hw)[0, :, coords]
+    return scores
+
+
+def rise_auc(arr):
+    return (arr.sum() - arr[0] / 2 - arr[-1] / 2) / (arr.shape[0] - 1)
+
+
+def record_metrics(model, x, case, chosen, lowest, cams):
+    """Metric values of the reference (ROAD with noise 0), ROAD masks and
+    imputed images, and RISE's deletion / insertion curves."""
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        RemoveLeastRelevantFirst, RemoveMostRelevantFirst)
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    softmax_targets = [ClassifierOutputSoftmaxTarget(c) for c in chosen]
+    tensors = {}
+    cam_ids = ["GradCAM_layer4"]
+    if "GradCAM_layer4_lowestclass" in cams:
+        cam_ids.append("GradCAM_layer4_lowestclass")
+    with noiseless_road():
+        for cam_id in cam_ids:
+            for key, name, kwargs in METRIC_PLAN:
+                metric = metric_class(name)(**kwargs)
+                with torch.no_grad():
+                    value = metric(x, cams[cam_id], softmax_targets, model)
+                tensors[f"metric/{key}/{cam_id}"] = np.float32(value).reshape(len(x))
+        # The class-logit targets of the CAM itself, for the simplest metric.
+        metric = metric_class("CamMultImageConfidenceChange")()
+        with torch.no_grad():
+            value = metric(x, cams["GradCAM_layer4"],
+                           [ClassifierOutputTarget(c) for c in chosen], model)
+        tensors["metric/CamMultImageConfidenceChange_logit/GradCAM_layer4"] = np.float32(value)
+
+    imputer = NoisyLinearImputer(noise=0.0)
+    cam = cams["GradCAM_layer4"]
+    for key, rule, percentile, keep_image in ROAD_IMPUTATIONS:
+        remover = (RemoveMostRelevantFirst if rule == "most"
+                   else RemoveLeastRelevantFirst)(percentile, imputer)
+        masks, imputed = [], []
+        for n in range(len(x)):
+            recorded = {}
+
+            def capture(img, mask, recorded=recorded):
+                recorded["mask"] = np.float32(mask.numpy())
+                return imputer(img, mask)
+
+            remover.imputer = capture
+            imputed.append(remover(x[n], torch.from_numpy(cam[n])).numpy())
+            masks.append(recorded["mask"])
+        tensors[f"road_mask/{key}/GradCAM_layer4"] = np.stack(masks).astype(np.float32)
+        if keep_image:
+            tensors[f"road_imputed/{key}/GradCAM_layer4"] = np.stack(imputed).astype(
+                np.float32)
+
+    # RISE (deletion: zeros; insertion: 11x11 blur, sigma 5), probabilities.
+    probabilities = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+    kern = rise_gkern(11, 5)
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, kern, padding=11 // 2)
+
+    height, width = x.shape[2:]
+    step = max(1, -(-(height * width) // 224))
+    for mode, name, substrate in (("del", "Deletion", torch.zeros_like),
+                                  ("ins", "Insertion", blur)):
+        curves = []
+        with torch.no_grad():
+            for n in range(len(x)):
+                curves.append(rise_single_run(probabilities, x[n:n + 1].clone(), cam[n],
+                                              mode, step, substrate))
+        curves = np.stack(curves)
+        tensors[f"metric/{name}/GradCAM_layer4"] = np.float32(
+            [rise_auc(c) for c in curves])
+        tensors[f"metric_curve/{name}/GradCAM_layer4"] = np.float32(curves)
+    meta = {
+        "targets": {"kind": "softmax", "classes": chosen},
+        "cams": [f"cam/{c}" for c in cam_ids],
+        "road_noise": 0.0,
+        "rise_step": step,
+        "rise_classes": [int(c) for c in
+                         probabilities(x).argmax(dim=1).tolist()],
+    }
+    return tensors, meta
+
+
+def record_extras(model, x, case, chosen, lowest, cams, input_gradients):
+    """All extra keys (float32 torch tensors) and their meta.json entries."""
+    cam_tensors, cam_entries = record_extra_cams(model, x, case, chosen)
+    tensors = dict(cam_tensors)
+    tensors.update(record_guided_gradcam(model, x, cams, input_gradients[1]))
+    metric_tensors, metric_meta = record_metrics(model, x, case, chosen, lowest, cams)
+    tensors.update(metric_tensors)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
+               for k, v in tensors.items()}
+    meta = {"extra_cams": cam_entries, "metrics": metric_meta}
+    return tensors, meta
+
+
+# --------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------
 
@@ -479,7 +849,7 @@ def contiguous(tensors):
 
 
 def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
-               classes, cams, flipped, noise, input_gradients):
+               classes, cams, flipped, noise, input_gradients, extras=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(contiguous(model.state_dict()),
               str(out_dir / "weights.safetensors"))
@@ -493,6 +863,9 @@ def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
         expected[f"cam/{cam_id}"] = torch.from_numpy(cam)
     for (cam_id, mask), cam in flipped.items():
         expected[f"cam_signflip/{cam_id}/{mask}"] = torch.from_numpy(cam)
+    if extras is not None:
+        assert not set(extras[0]) & set(expected)
+        expected.update(extras[0])
     for key, value in expected.items():
         assert value.dtype == torch.float32, key
     save_file(contiguous(expected), str(out_dir / "expected.safetensors"))
@@ -535,6 +908,8 @@ def write_case(out_dir, case, model, x, names, logits, acts, grads, targets,
                                   "gradients_rel_max", "cam_abs_max",
                                   "cam_abs_max_up_to_sign")},
     }
+    if extras is not None:
+        meta.update(extras[1])
     with open(out_dir / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
@@ -576,8 +951,11 @@ def generate_case(case, output_dir):
     noise = measure_noise(model, x, names, targets, classes, case, acts,
                           grads, logits, cams, flipped)
     input_gradients = record_input_gradients(model, x, targets)
+    extras = record_extras(model, x, case, targets, lowest, cams,
+                           input_gradients)
     write_case(output_dir / case.name, case, model, x, names, logits, acts,
-               grads, targets, classes, cams, flipped, noise, input_gradients)
+               grads, targets, classes, cams, flipped, noise, input_gradients,
+               extras)
     report(case, logits, targets, noise, cams, len(flipped))
 
 

@@ -35,6 +35,9 @@ from .pth import UnsafePickleError, read_pth  # noqa: E402
 from .torch_interop import TorchModel, from_torch  # noqa: E402
 from .explanation import Explanation, explain  # noqa: E402
 from .demo import load_demo_model  # noqa: E402
+from .perturbation_cams import AblationCAM, ScoreCAM  # noqa: E402
+from .guided_backprop import GuidedBackpropReLUModel, GuidedGradCAM  # noqa: E402
+from . import metrics  # noqa: E402
 from . import demo  # noqa: E402
 from .result import CAMResult  # noqa: E402
 from .runtime import blas_core_name, get_num_threads, set_num_threads  # noqa: E402
@@ -46,7 +49,8 @@ __all__ = [
     "load", "Model", "read_pth", "from_torch", "TorchModel", "UnsafePickleError",
     "explain", "Explanation", "load_demo_model", "demo",
     "BaseCAM", "GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM",
-    "LayerCAM", "EigenCAM", "EigenGradCAM", "CAMResult",
+    "LayerCAM", "EigenCAM", "EigenGradCAM", "CAMResult", "ScoreCAM", "AblationCAM",
+    "GuidedBackpropReLUModel", "GuidedGradCAM", "metrics",
     "ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "ClassifierOutputLinearTarget",
     "blas_core_name", "set_num_threads", "get_num_threads",
     "SwiftCAMError", "InvalidInputError", "InputShapeError", "BufferSizeError", "WeightsError",

@@ -9,13 +9,14 @@ Each call runs one forward pass (kept in a trace), computes the gradient seeds f
 and the logits, and asks the engine for the maps of all target layers from one backward pass.
 Deliberate differences from the reference: a ``targets`` list whose length differs from the
 batch raises instead of being silently truncated; class indices out of range raise; unknown
-layer names raise listing the valid ones; ``aug_smooth=True`` is not implemented yet.
+layer names raise listing the valid ones.
 """
 
 import numpy as np
 
 from . import _native
 from ._seeds import seeds_for_targets, seeds_for_top_k
+from .augmentation import smooth_explanation
 from .errors import InvalidInputError, ModelClosedError
 from .model import Model
 from .result import CAMResult
@@ -83,7 +84,8 @@ class BaseCAM:
             One per image (see :mod:`swiftcam.utils.model_targets`); None explains each
             image's highest-scoring class.
         aug_smooth : bool
-            Not implemented yet; True raises NotImplementedError.
+            Average the maps of the reference's six test-time augmentations (horizontal flip x
+            brightness 0.9/1/1.1), each flipped back.
         eigen_smooth : bool
             Replace the channel sum by the first principal component of the weighted
             activations.
@@ -110,9 +112,19 @@ class BaseCAM:
 
     def explain(self, input_tensor, targets=None, aug_smooth=False, eigen_smooth=False):
         """Like ``__call__``, returning a :class:`CAMResult` with the raw per-layer maps,
-        logits, classes and scores as well."""
-        _check_aug_smooth(aug_smooth)
+        logits, classes and scores as well.
+
+        With ``aug_smooth``, the heatmaps are the mean of the reference's six test-time
+        augmentations (horizontal flip x brightness 0.9/1/1.1, each map flipped back); the raw
+        maps, logits, classes and scores are those of the un-augmented input.
+        """
         batch = self.model._input(input_tensor, "input_tensor")
+        if aug_smooth:
+            return smooth_explanation(lambda augmented: self._explain(augmented, targets,
+                                                                      eigen_smooth), batch)
+        return self._explain(batch, targets, eigen_smooth)
+
+    def _explain(self, batch, targets, eigen_smooth):
         heatmaps, raw, logits, seeds = self._compute(
             batch, lambda logits: seeds_for_targets(targets, logits), eigen_smooth)
         return CAMResult(heatmaps=heatmaps[:, 0], raw_maps={k: v[:, 0] for k, v in raw.items()},
@@ -177,14 +189,6 @@ def _check_finite(batch):
             f"input_tensor: expected finite values, got {batch[position]} at index {position}; "
             "a CAM of an image with NaN or Inf is undefined (model(x) itself propagates them "
             "per image, as torch does)")
-
-
-def _check_aug_smooth(aug_smooth):
-    if aug_smooth:
-        raise NotImplementedError(
-            "aug_smooth=True (test-time augmentation: horizontal flip x brightness 0.9/1.0/1.1) "
-            "is not implemented in swiftcam yet; call with aug_smooth=False, or average the "
-            "CAMs of flipped and scaled inputs yourself")
 
 
 class GradCAM(BaseCAM):

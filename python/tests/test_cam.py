@@ -235,9 +235,13 @@ def test_base_cam_is_abstract(basic_model):
         swiftcam.BaseCAM(basic_model, ["layer4"])
 
 
-def test_aug_smooth_not_implemented(basic, basic_model):
-    with pytest.raises(NotImplementedError, match="aug_smooth"):
-        swiftcam.GradCAM(basic_model, "layer4")(basic.input, aug_smooth=True)
+def test_aug_smooth_keeps_the_unaugmented_scores(basic, basic_model):
+    cam = swiftcam.GradCAM(basic_model, "layer4")
+    plain = cam.explain(basic.input)
+    smooth = cam.explain(basic.input, aug_smooth=True)
+    np.testing.assert_array_equal(smooth.logits, plain.logits)
+    assert smooth.heatmaps.shape == plain.heatmaps.shape
+    assert not np.array_equal(smooth.heatmaps, plain.heatmaps)
 
 
 def test_reshape_transform_not_supported(basic_model):
