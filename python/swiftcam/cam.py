@@ -51,6 +51,10 @@ class BaseCAM:
     def __init__(self, model, target_layers, reshape_transform=None):
         if type(self).method_id is None:
             raise TypeError("BaseCAM is abstract; use GradCAM, HiResCAM, ...")
+        self._bind(model, target_layers, reshape_transform)
+
+    def _bind(self, model, target_layers, reshape_transform):
+        """Check and keep the model and target layers (shared by every CAM class)."""
         if not isinstance(model, Model):
             hint = ""
             if callable(getattr(model, "state_dict", None)):

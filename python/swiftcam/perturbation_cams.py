@@ -43,7 +43,6 @@ from ._numpy_cam import postprocess, projection, upsample_align_corners, weighte
 from ._seeds import resolve_targets, target_class
 from .cam import BaseCAM
 from .errors import InvalidInputError
-from .model import Model
 from .result import CAMResult
 from .utils.model_targets import ClassifierOutputTarget
 
@@ -77,25 +76,8 @@ class _PerturbationCAM(BaseCAM):
 
     def __init__(self, model, target_layers, reshape_transform=None, batch_size=16):
         # BaseCAM.__init__ is not called: it requires an engine method id.
-        if not isinstance(model, Model):
-            hint = ""
-            if callable(getattr(model, "state_dict", None)):
-                hint = "; convert a torch model with swiftcam.load(model.state_dict())"
-            raise TypeError(f"model: expected a swiftcam.Model, got {type(model).__name__}{hint}")
-        if reshape_transform is not None:
-            raise NotImplementedError("reshape_transform is not supported: swiftcam explains "
-                                      "CNNs whose layers are already (N, C, h, w)")
-        indices = model._layer_indices(target_layers, "target_layers")
-        if not indices:
-            raise InvalidInputError("target_layers: expected at least one layer name")
-        if len(set(indices)) != len(indices):
-            raise InvalidInputError(f"target_layers: a layer is listed twice in "
-                                    f"{list(target_layers)}")
-        self.model = model
-        self._layer_ids = tuple(indices)
-        self.target_layers = tuple(model.layer_names[i] for i in indices)
+        self._bind(model, target_layers, reshape_transform)
         self.batch_size = _positive_int(batch_size, "batch_size")
-        self.outputs = None
 
     # -- the pytorch-grad-cam interface -------------------------------------------------------
 
