@@ -29,7 +29,7 @@ def _check_model(model):
     if not isinstance(model, Model):
         hint = ""
         if callable(getattr(model, "state_dict", None)):
-            hint = "; convert a torch model with swiftcam.load(model.state_dict())"
+            hint = "; convert a torch model with swiftcam.from_torch(model)"
         raise TypeError(f"model: expected a swiftcam.Model, got {type(model).__name__}{hint}")
 
 

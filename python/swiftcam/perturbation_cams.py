@@ -41,7 +41,7 @@ import numpy as np
 
 from ._numpy_cam import postprocess, projection, upsample_align_corners, weighted_sum
 from ._seeds import resolve_targets, target_class
-from .cam import BaseCAM
+from .cam import BaseCAM, _check_finite
 from .errors import InvalidInputError
 from .result import CAMResult
 from .utils.model_targets import ClassifierOutputTarget
@@ -75,7 +75,7 @@ class _PerturbationCAM(BaseCAM):
     uses_gradients = False
 
     def __init__(self, model, target_layers, reshape_transform=None, batch_size=16):
-        # BaseCAM.__init__ is not called: it requires an engine method id.
+        # Not BaseCAM.__init__, which requires an engine method id; the same checks.
         self._bind(model, target_layers, reshape_transform)
         self.batch_size = _positive_int(batch_size, "batch_size")
 
@@ -149,6 +149,7 @@ class _PerturbationCAM(BaseCAM):
         """
         model = self.model
         n, _, height, width = batch.shape
+        _check_finite(batch)
         trace = model._trace(batch, self._layer_ids, "input_tensor")
         try:
             logits = np.empty((n, model.num_classes), dtype=np.float32)

@@ -4,8 +4,9 @@ Fixture keys ``augsmooth/<id>``: the reference's ``cam(..., aug_smooth=True)``. 
 the CAMs: max(1e-5, 3 x the reference's own float32-vs-float64 difference), absolute (5e-5 for
 AblationCAM, see test_perturbation_cams); the average of six maps is no noisier than one map.
 
-The engine methods get aug_smooth through BaseCAM (cam.py); until it is wired there, their
-test calls :func:`swiftcam.augmentation.aug_smooth` directly and the BaseCAM path xfails.
+Both paths are tested: ``cam(..., aug_smooth=True)`` / ``explain`` (BaseCAM and the perturbation
+CAMs call :func:`swiftcam.augmentation.smooth_explanation`) and
+:func:`swiftcam.augmentation.aug_smooth` around any CAM callable.
 """
 
 import numpy as np
@@ -68,10 +69,7 @@ def test_aug_smooth_function_matches_reference(case_name, entry):
 def test_aug_smooth_argument_matches_reference(case_name, entry):
     case, model = get_case(case_name), get_model(case_name)
     cam = _cam(model, entry)
-    try:
-        result = cam.explain(case.input, _targets(entry), aug_smooth=True)
-    except NotImplementedError:
-        pytest.xfail("BaseCAM (cam.py) does not wire aug_smooth to swiftcam.augmentation yet")
+    result = cam.explain(case.input, _targets(entry), aug_smooth=True)
     _check(result.heatmaps, case, entry)
     # Everything else comes from the un-augmented input.
     np.testing.assert_allclose(result.logits, case.tensor("logits"), rtol=0,

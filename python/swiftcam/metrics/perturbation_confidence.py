@@ -49,7 +49,7 @@ def run_model(model, batch):
                         f"{type(model).__name__}")
     if not isinstance(model, Model) and callable(getattr(model, "state_dict", None)):
         raise TypeError("model: a torch module cannot be evaluated here; convert it with "
-                        "swiftcam.load(model.state_dict())")
+                        "swiftcam.from_torch(model)")
     outputs = np.asarray(model(batch), dtype=np.float32)
     if outputs.ndim != 2 or outputs.shape[0] != batch.shape[0]:
         raise InvalidInputError(f"model returned shape {outputs.shape}, expected "
