@@ -12,6 +12,11 @@ is used (with its labels, input size and normalisation); a model with 1000 class
 ImageNet class names unless ``--labels`` says otherwise. Directories are scanned (not
 recursively) for .png, .jpg, .jpeg, .bmp and .webp files.
 
+``--method`` takes every name :func:`swiftcam.explanation.method_names` lists. ``fullgrad`` uses
+every layer with a bias, so ``--layer`` is ignored with it (silently; the summary's ``layer`` is
+null). ``scorecam`` and ``ablationcam`` run a forward pass per channel of the layer (of the
+whole network, or of the part above the layer): slower.
+
 Exit status: 0 when every image was explained, 1 when some could not be read or explained
 (the others are still written), 2 for a usage error (bad option, model or layer).
 """
@@ -62,9 +67,12 @@ def build_parser():
                          help="class names: a JSON list, or an object mapping index to name "
                          "(default: the demo's labels, or ImageNet's for 1000 classes)")
     explain.add_argument("--method", default="gradcam", type=_method, metavar="METHOD",
-                         help=f"CAM method, one of {', '.join(_METHOD_NAMES)} (any case; "
-                         "default: gradcam)")
-    explain.add_argument("--layer", default="layer4", help="target layer (default: layer4)")
+                         help=f"CAM method, one of {', '.join(_method_names())} (any case; "
+                         "default: gradcam; scorecam and ablationcam run a forward pass per "
+                         "channel of the layer and are slower)")
+    explain.add_argument("--layer", default="layer4",
+                         help="target layer (default: layer4; ignored by fullgrad, which uses "
+                         "every layer with a bias)")
     explain.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
                          help="explain the K highest-scoring classes (default: 3)")
     explain.add_argument("--size", type=_size, metavar="N|WxH",
@@ -85,18 +93,22 @@ def build_parser():
     return parser
 
 
-_METHOD_NAMES = ("gradcam", "hirescam", "gradcamelementwise", "gradcam++", "xgradcam",
-                 "layercam", "eigencam", "eigengradcam")
+def _method_names():
+    from .explanation import method_names
+
+    return method_names()
 
 
 def _method(text):
     """A method name normalised as :func:`swiftcam.explanation.cam_class` compares it."""
-    key = text.lower().replace("-", "").replace("_", "").replace(" ", "")
-    key = "gradcam++" if key == "gradcamplusplus" else key
-    if key not in _METHOD_NAMES:
+    from .errors import InvalidInputError
+    from .explanation import method_name
+
+    try:
+        return method_name(text)
+    except InvalidInputError:
         raise argparse.ArgumentTypeError(
-            f"unknown method {text!r}; choose one of {', '.join(_METHOD_NAMES)}")
-    return key
+            f"unknown method {text!r}; choose one of {', '.join(_method_names())}") from None
 
 
 def _positive_int(text):
@@ -239,11 +251,11 @@ def run_explain(args, stdout, stderr):
 
 def _explain_all(args, setup, images, problems, stdout, stderr):
     from .errors import SwiftCAMError
-    from .explanation import cam_class, explain
+    from .explanation import explain, make_cam
 
     model = setup.model
     try:
-        cam_class(args.method)(model, target_layers=[args.layer])
+        make_cam(args.method, model, args.layer)
     except SwiftCAMError as error:
         raise UsageError(str(error)) from None
     top_k = min(args.top_k, model.num_classes)
@@ -312,12 +324,13 @@ def _record(path, result, overlay, extra):
 
 def _summary(args, setup, top_k, records, errors):
     from . import __version__
+    from .explanation import LAYERLESS_METHODS, cam_class
 
     return {
         "swiftcam": __version__,
         "model": setup.source,
         "method": args.method,
-        "layer": args.layer,
+        "layer": None if issubclass(cam_class(args.method), LAYERLESS_METHODS) else args.layer,
         "top_k": top_k,
         "size": list(setup.size) if setup.size else None,
         "images": records,

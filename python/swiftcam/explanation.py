@@ -19,10 +19,13 @@ import numpy as np
 
 from . import cam as _cam
 from .errors import InvalidInputError
+from .fullgrad import FullGrad
+from .perturbation_cams import AblationCAM, ScoreCAM
 from .utils.image import (IMAGENET_MEAN, IMAGENET_STD, _size_pair, load_image,
                           preprocess_image, show_cam_on_image)
 
-__all__ = ["Explanation", "explain", "cam_class", "METHODS", "read_labels", "montage"]
+__all__ = ["Explanation", "explain", "cam_class", "make_cam", "METHODS", "LAYERLESS_METHODS",
+           "method_name", "method_names", "read_labels", "montage"]
 
 #: Method names accepted by :func:`explain` (compared case-insensitively, ignoring "-", "_"
 #: and spaces) and the CAM class each one selects.
@@ -36,7 +39,15 @@ METHODS = {
     "layercam": _cam.LayerCAM,
     "eigencam": _cam.EigenCAM,
     "eigengradcam": _cam.EigenGradCAM,
+    "scorecam": ScoreCAM,
+    "ablationcam": AblationCAM,
+    "fullgrad": FullGrad,
 }
+#: Aliases in :data:`METHODS` that error messages and help texts do not list.
+_ALIASES = ("gradcamplusplus",)
+#: CAM classes that ignore target layers (FullGrad uses every layer with a bias): :func:`explain`
+#: and the command line build them without any, so their ``layer`` argument is ignored.
+LAYERLESS_METHODS = (FullGrad,)
 
 # Panel layout, in pixels.
 _TILE_MIN = 128   # a tile's shorter side is enlarged to at least this
@@ -60,14 +71,39 @@ def cam_class(method):
     """
     if isinstance(method, type) and issubclass(method, _cam.BaseCAM):
         return method
+    return METHODS[method_name(method)]
+
+
+def method_name(method):
+    """The listed name (see :func:`method_names`) of a method name in any spelling that
+    :func:`cam_class` accepts: ``"GradCAM++"``, ``"grad_cam_plus_plus"`` -> ``"gradcam++"``.
+
+    Raises :class:`~swiftcam.InvalidInputError` listing the valid names for an unknown one.
+    """
     if not isinstance(method, str):
         raise TypeError(f"method: expected a name such as 'gradcam', got {type(method).__name__}")
     key = method.lower().replace("-", "").replace("_", "").replace(" ", "")
-    try:
-        return METHODS[key]
-    except KeyError:
-        names = ", ".join(name for name in METHODS if name != "gradcamplusplus")
-        raise InvalidInputError(f"unknown CAM method {method!r}; choose one of: {names}") from None
+    if key not in METHODS:
+        raise InvalidInputError(f"unknown CAM method {method!r}; choose one of: "
+                                f"{', '.join(method_names())}")
+    return next(name for name in method_names() if METHODS[name] is METHODS[key])
+
+
+def method_names():
+    """The method names :func:`cam_class` accepts, without aliases, in :data:`METHODS` order."""
+    return tuple(name for name in METHODS if name not in _ALIASES)
+
+
+def make_cam(method, model, layer="layer4"):
+    """The CAM object :func:`explain` uses: ``cam_class(method)`` on ``model`` and ``layer``.
+
+    ``layer`` (a name or a sequence of names) is ignored, silently, for the classes in
+    :data:`LAYERLESS_METHODS` (FullGrad), which are built without target layers.
+    """
+    cls = cam_class(method)
+    if issubclass(cls, LAYERLESS_METHODS):
+        return cls(model)
+    return cls(model, target_layers=[layer] if isinstance(layer, str) else layer)
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -129,7 +165,7 @@ class Explanation:
     method : str
         The CAM method's name, e.g. ``"GradCAM"``.
     layers : sequence of str
-        The target layers.
+        The target layers; empty for a method that uses none (FullGrad).
     logits : numpy.ndarray, optional
         All the model's logits for the image.
     source : str, optional
@@ -191,8 +227,7 @@ class Explanation:
         for k in range(len(self)):
             tiles.append(self.overlay(k, image_weight, colormap))
             captions.append((f"#{k + 1} {self.class_names[k]}", _percent(self.scores[k])))
-        title = f"{self.method} @ {', '.join(self.layers)}"
-        return montage(tiles, captions, title)
+        return montage(tiles, captions, self._title())
 
     def save(self, path, k=None, image_weight=0.5, colormap="jet"):
         """Write a PNG: the whole panel, or only the ``k``-th overlay when ``k`` is given.
@@ -240,8 +275,11 @@ class Explanation:
         tops = ", ".join(f"{name} ({_percent(score)})"
                          for name, score in zip(self.class_names, self.scores))
         height, width = self.image.shape[:2]
-        return (f"<Explanation {self.method} @ {', '.join(self.layers)} of a {width}x{height} "
-                f"image: {tops}>")
+        return f"<Explanation {self._title()} of a {width}x{height} image: {tops}>"
+
+    def _title(self):
+        """``"GradCAM @ layer4"``; only the method when there are no layers (FullGrad)."""
+        return f"{self.method} @ {', '.join(self.layers)}" if self.layers else self.method
 
 
 def _check_image(image):
@@ -371,12 +409,16 @@ def explain(model, image, method="gradcam", layer="layer4", top_k=1, size=None, 
     method : str or type
         ``"gradcam"``, ``"hirescam"``, ``"gradcamelementwise"``, ``"gradcam++"`` (or
         ``"gradcamplusplus"``), ``"xgradcam"``, ``"layercam"``, ``"eigencam"``,
-        ``"eigengradcam"``, in any case; or a CAM class.
+        ``"eigengradcam"``, ``"scorecam"``, ``"ablationcam"``, ``"fullgrad"``, in any case;
+        or a CAM class. ScoreCAM runs one forward pass per channel of the layer (2048 at a
+        ResNet-50's ``layer4``) and AblationCAM one pass of the network above the layer per
+        channel: both are slower than the others.
     layer : str or sequence of str
-        Target layer(s), names from ``model.layer_names``.
+        Target layer(s), names from ``model.layer_names``. Ignored for ``"fullgrad"``, which
+        uses every layer with a bias (every batch norm); the result's ``layers`` is then ``()``.
     top_k : int
         How many of the highest-scoring classes to explain (one forward and one backward
-        pass for all of them).
+        pass for all of them; ScoreCAM and AblationCAM share their perturbed passes too).
     size : int or (int, int), optional
         Resize the image to ``(size, size)`` or ``(width, height)`` first (Pillow bilinear).
         By default the image keeps its size (the ResNet accepts any size).
@@ -397,7 +439,7 @@ def explain(model, image, method="gradcam", layer="layer4", top_k=1, size=None, 
         with load(model) as loaded:
             return explain(loaded, image, method, layer, top_k, size, labels, classes, mean, std)
     rgb, source = _rgb_image(image, size)
-    cam = cam_class(method)(model, target_layers=[layer] if isinstance(layer, str) else layer)
+    cam = make_cam(method, model, layer)
     batch = preprocess_image(rgb, mean, std)
     if classes is None:
         heatmaps, chosen = cam.top_k(batch, top_k)

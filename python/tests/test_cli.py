@@ -182,7 +182,8 @@ def test_usage_errors_exit_with_status_2(basic, tmp_path, capsys, monkeypatch):
          "cannot load --weights"),
         (["explain", str(image)], "the demo model is not installed"),
         (["explain", "--examples", "--weights", weights], "the demo files are not installed"),
-        (["explain", str(image), "--method", "scorecam"], "unknown method 'scorecam'"),
+        (["explain", str(image), "--method", "nosuchcam"],
+         "unknown method 'nosuchcam'; choose one of gradcam, "),
         (["explain", str(image), "--top-k", "0"], "expected a positive integer"),
     ]
     for argv, message in cases:
@@ -190,6 +191,46 @@ def test_usage_errors_exit_with_status_2(basic, tmp_path, capsys, monkeypatch):
             cli.main(argv + ["--out", str(tmp_path / "out")])
         assert exit_info.value.code == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_help_and_unknown_method_list_every_method(capsys):
+    from swiftcam.explanation import method_names
+
+    assert {"scorecam", "ablationcam", "fullgrad"} <= set(method_names())
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["explain", "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in method_names():
+        assert f" {name}," in help_text or f" {name} (" in help_text, name
+    assert "ignored by fullgrad" in help_text
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["explain", "x.png", "--method", "grad-cam-3000"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "unknown method 'grad-cam-3000'; choose one of " + ", ".join(method_names()) in error
+
+
+@pytest.mark.parametrize("method, layer", [("fullgrad", None), ("scorecam", "layer3"),
+                                           ("ablationcam", "layer3")])
+def test_new_methods_write_overlays(basic, basic_model, tmp_path, capsys, recwarn, method,
+                                    layer):
+    (image,) = write_images(tmp_path, ["x.png"])
+    # --layer is ignored by fullgrad: even a name that is no layer, and without a warning.
+    argv = ["explain", str(image), "--weights", str(basic.weights_path), "--top-k", "2",
+            "--method", method, "--layer", layer or "not-a-layer", "--out",
+            str(tmp_path / "out"), "--json"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and len(recwarn) == 0
+    summary = json.loads(captured.out)
+    assert summary["method"] == method and summary["layer"] == layer
+    (record,) = summary["images"]
+    expected = explain(basic_model, image, method=method, layer=layer or "layer4", top_k=2)
+    assert tuple(record["classes"]) == expected.classes
+    assert expected.heatmaps.shape == (2, 52, 40)
+    assert 0 <= expected.heatmaps.min() and expected.heatmaps.max() <= 1
+    check_overlay(tmp_path / "out" / "x.png", min_width=3 * 128)
 
 
 def test_missing_input_is_reported_and_others_processed(basic, tmp_path, capsys):

@@ -5,13 +5,15 @@ They use the ``basic`` fixture model (10 classes, no labels) from Tests/Fixtures
 
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import swiftcam
-from swiftcam.explanation import METHODS, Explanation, cam_class, explain, montage, read_labels
+from swiftcam.explanation import (METHODS, Explanation, cam_class, explain, make_cam,
+                                  method_name, method_names, montage, read_labels)
 from swiftcam.utils.image import preprocess_image, show_cam_on_image
 
 
@@ -36,15 +38,30 @@ def _decode_png(data):
     ("gradcam++", swiftcam.GradCAMPlusPlus), ("GradCAMPlusPlus", swiftcam.GradCAMPlusPlus),
     ("grad-cam++", swiftcam.GradCAMPlusPlus), ("XGradCAM", swiftcam.XGradCAM),
     ("layercam", swiftcam.LayerCAM), ("EigenCAM", swiftcam.EigenCAM),
-    ("eigen_grad_cam", swiftcam.EigenGradCAM), (swiftcam.HiResCAM, swiftcam.HiResCAM)])
+    ("eigen_grad_cam", swiftcam.EigenGradCAM), (swiftcam.HiResCAM, swiftcam.HiResCAM),
+    ("ScoreCAM", swiftcam.ScoreCAM), ("ablation-cam", swiftcam.AblationCAM),
+    ("FullGrad", swiftcam.FullGrad), ("full_grad", swiftcam.FullGrad),
+    (swiftcam.FullGrad, swiftcam.FullGrad)])
 def test_cam_class_maps_names_case_insensitively(name, cls):
     assert cam_class(name) is cls
 
 
 def test_cam_class_rejects_unknown_names():
-    with pytest.raises(swiftcam.InvalidInputError, match="unknown CAM method 'scorecam'"):
-        cam_class("scorecam")
-    assert len(set(METHODS.values())) == 8
+    with pytest.raises(swiftcam.InvalidInputError,
+                       match="unknown CAM method 'nosuchcam'; choose one of: gradcam, ") as info:
+        cam_class("nosuchcam")
+    for name in ("scorecam", "ablationcam", "fullgrad"):
+        assert name in str(info.value)
+    assert "gradcamplusplus" not in str(info.value)
+    assert len(set(METHODS.values())) == 11
+
+
+def test_every_exported_cam_class_has_a_method_name():
+    exported = {getattr(swiftcam, name) for name in swiftcam.__all__}
+    cams = {c for c in exported if isinstance(c, type) and issubclass(c, swiftcam.BaseCAM)}
+    assert cams - {swiftcam.BaseCAM} == set(METHODS.values())
+    assert [method_name(name) for name in method_names()] == list(method_names())
+    assert method_name("Grad_CAM_Plus_Plus") == "gradcam++"
 
 
 # -- explain ----------------------------------------------------------------------------------
@@ -106,6 +123,43 @@ def test_explain_runs_every_method(basic_model, image, method):
     assert result.heatmaps.shape == (2, 67, 45)
     assert 0 <= result.heatmaps.min() and result.heatmaps.max() <= 1
     assert result.method == cam_class(method).__name__ and result.layers == ("layer3",)
+
+
+@pytest.mark.parametrize("method, cls", [("scorecam", swiftcam.ScoreCAM),
+                                         ("ablationcam", swiftcam.AblationCAM)])
+def test_explain_runs_the_perturbation_methods(basic_model, image, method, cls):
+    result = explain(basic_model, image, method=method, layer="layer3", top_k=2)
+    assert result.heatmaps.shape == (2, 67, 45) and result.heatmaps.dtype == np.float32
+    assert 0 <= result.heatmaps.min() and result.heatmaps.max() <= 1
+    assert result.heatmaps.reshape(2, -1).max(axis=1).min() > 0.99  # min-max normalised
+    assert result.method == cls.__name__ and result.layers == ("layer3",)
+    expected = cls(basic_model, target_layers=["layer3"])(
+        preprocess_image(image), targets=[swiftcam.ClassifierOutputTarget(result.classes[1])])
+    np.testing.assert_allclose(result.heatmaps[1], expected[0], atol=1e-5)
+
+
+def test_explain_fullgrad_ignores_the_layer_silently(basic_model, image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FullGrad(model, target_layers=[...]) would warn
+        result = explain(basic_model, image, method="fullgrad", layer="layer9", top_k=3)
+        default = explain(basic_model, image, method="FullGrad", top_k=3)
+        given = explain(basic_model, image, method="fullgrad", classes=[2, 5])
+        assert make_cam("fullgrad", basic_model, ["layer1", "layer2"]).target_layers == ()
+    assert result.heatmaps.shape == (3, 67, 45) and result.heatmaps.dtype == np.float32
+    assert 0 <= result.heatmaps.min() and result.heatmaps.max() <= 1
+    assert result.heatmaps.reshape(3, -1).max(axis=1).min() > 0.99
+    np.testing.assert_array_equal(result.heatmaps, default.heatmaps)
+    assert result.method == "FullGrad" and result.layers == ()
+    assert result.to_dict()["layers"] == [] and "FullGrad of a 45x67 image" in repr(result)
+    assert result.to_pil().size == default.to_pil().size
+    cam = swiftcam.FullGrad(basic_model)
+    for k, c in enumerate(result.classes):
+        expected = cam(preprocess_image(image), targets=[swiftcam.ClassifierOutputTarget(c)])
+        np.testing.assert_allclose(result.heatmaps[k], expected[0], atol=1e-5)
+    assert given.classes == (2, 5) and given.heatmaps.shape == (2, 67, 45)
+    np.testing.assert_allclose(
+        given.heatmaps[1],
+        cam(preprocess_image(image), targets=[swiftcam.ClassifierOutputTarget(5)])[0], atol=1e-5)
 
 
 def test_explain_rejects_bad_images(basic_model):

@@ -19,14 +19,20 @@ target:
   tolerance;
 * **energy in box** - mean share of the heatmap's total mass inside the box.
 
+Methods evaluated at each of ``LAYERS``: ``LAYER_METHODS``; FullGrad, which
+uses every layer with a bias whatever the target layers, once (``layer``
+column "all bias layers").
+
 A "centre point / uniform map" baseline row shows what a map that ignores the
 image would score (the targets are large, so the centre is often inside).
 Results are printed as a markdown table.
 
 The CAM implementation is a *backend*: a function
-``backend(model, layer_name, method, inputs, labels) -> (N, H, W) array``.
-The default uses pytorch-grad-cam; ``--backend module:function`` plugs in
-another one (e.g. swiftcam's) without touching the metrics.
+``backend(model, layer_name, method, inputs, labels) -> (N, H, W) array``
+(``layer_name`` is None for FullGrad).  The default uses pytorch-grad-cam;
+``--backend module:function`` plugs in another one (e.g. swiftcam's) without
+touching the metrics.  ``--methods`` and ``--layers`` evaluate a subset,
+``--images`` fewer images (always the first ones of the same sequence).
 """
 
 import argparse
@@ -45,8 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model import build_model  # noqa: E402
 from train import DATA_DIR, generate, to_tensor  # noqa: E402
 
-METHODS = ("GradCAM", "GradCAM++", "LayerCAM", "XGradCAM")
+#: Methods evaluated at every layer of ``LAYERS``, in table order.
+LAYER_METHODS = ("GradCAM", "GradCAM++", "LayerCAM", "XGradCAM", "HiResCAM",
+                 "EigenCAM", "ScoreCAM", "AblationCAM")
+#: Methods that ignore the target layer: one row each, after the others.
+LAYERLESS_METHODS = ("FullGrad",)
+METHODS = LAYER_METHODS + LAYERLESS_METHODS
 LAYERS = ("layer4", "layer3")
+LAYERLESS = "all bias layers"  # the layer column of LAYERLESS_METHODS
+#: Masked (ScoreCAM) or ablated (AblationCAM) copies per forward pass.
+PERTURBATION_BATCH = 32
 TOLERANCE = 15.0  # pixels, as in the original pointing game protocol
 
 
@@ -59,7 +73,26 @@ def parse_args(argv=None):
     parser.add_argument("--backend", default=None,
                         help="CAM backend as module:function "
                              "(default: pytorch-grad-cam)")
+    parser.add_argument("--methods", type=_names(METHODS),
+                        default=METHODS, metavar="M1,M2",
+                        help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument("--layers", type=_names(LAYERS), default=LAYERS,
+                        metavar="L1,L2",
+                        help="comma-separated subset of: " + ", ".join(LAYERS))
     return parser.parse_args(argv)
+
+
+def _names(choices):
+    """argparse type: a comma-separated subset of ``choices``, in their order."""
+    def parse(text):
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown) or 'empty list'}; choose from "
+                f"{', '.join(choices)}")
+        return tuple(name for name in choices if name in names)
+    return parse
 
 
 # --------------------------------------------------------------------------
@@ -68,16 +101,22 @@ def parse_args(argv=None):
 
 def pytorch_grad_cam_backend(model, layer_name, method, inputs, labels):
     """Heatmaps (N, H, W) in [0, 1] from pytorch-grad-cam."""
-    from pytorch_grad_cam import (GradCAM, GradCAMPlusPlus, LayerCAM,
-                                  XGradCAM)
+    import contextlib
+    import io
+
+    import pytorch_grad_cam as reference
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    classes = {"GradCAM": GradCAM, "GradCAM++": GradCAMPlusPlus,
-               "LayerCAM": LayerCAM, "XGradCAM": XGradCAM}
-    layer = getattr(model, layer_name)
+    names = {"GradCAM++": "GradCAMPlusPlus"}
+    cam_class = getattr(reference, names.get(method, method))
+    layers = [] if layer_name is None else [getattr(model, layer_name)]
     targets = [ClassifierOutputTarget(int(label)) for label in labels]
-    with classes[method](model=model, target_layers=[layer]) as cam:
-        return cam(input_tensor=inputs, targets=targets)
+    with cam_class(model=model, target_layers=layers) as cam:
+        if method in ("ScoreCAM", "AblationCAM"):
+            cam.batch_size = PERTURBATION_BATCH
+        # ScoreCAM and AblationCAM draw tqdm progress bars on stderr.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return cam(input_tensor=inputs, targets=targets)
 
 
 def load_backend(spec):
@@ -177,21 +216,32 @@ def score_maps(maps, boxes):
     }
 
 
-def evaluate(model, backend, images, labels, boxes, batch_size):
-    """{(method, layer): {score name: mean}} over all images."""
+def evaluate(model, backend, images, labels, boxes, batch_size,
+             methods=METHODS, layers=LAYERS):
+    """{(method, layer): {score name: mean}} over all images.
+
+    The layer of a method in ``LAYERLESS_METHODS`` is ``LAYERLESS``; the
+    backend gets None as its layer name.
+    """
+    runs = [(method, layer) for layer in layers for method in LAYER_METHODS
+            if method in methods]
+    runs += [(method, None) for method in LAYERLESS_METHODS
+             if method in methods]
     results = {}
-    for layer in LAYERS:
-        for method in METHODS:
-            parts = []
-            for start in range(0, len(images), batch_size):
-                stop = start + batch_size
-                maps = backend(model, layer, method,
-                               to_tensor(images[start:stop]),
-                               labels[start:stop])
-                parts.append(score_maps(maps, boxes[start:stop]))
-            results[method, layer] = {
-                name: float(np.concatenate([p[name] for p in parts]).mean())
-                for name in parts[0]}
+    for method, layer in runs:
+        started = time.time()
+        parts = []
+        for start in range(0, len(images), batch_size):
+            stop = start + batch_size
+            maps = backend(model, layer, method,
+                           to_tensor(images[start:stop]),
+                           labels[start:stop])
+            parts.append(score_maps(maps, boxes[start:stop]))
+        scores = results[method, layer or LAYERLESS] = {
+            name: float(np.concatenate([p[name] for p in parts]).mean())
+            for name in parts[0]}
+        print(f"{table_row(method, layer or LAYERLESS, scores)} "
+              f"({time.time() - started:.0f}s)", file=sys.stderr, flush=True)
     return results
 
 
@@ -202,11 +252,15 @@ def markdown_table(results, baseline):
     rows = [(method, layer, scores)
             for (method, layer), scores in results.items()]
     rows.append(("centre point / uniform map (baseline)", "-", baseline))
-    for method, layer, scores in rows:
-        lines.append(f"| {method} | {layer} | {scores['pointing']:.1%} "
-                     f"| {scores['argmax']:.1%} | {scores['tolerant']:.1%} "
-                     f"| {scores['energy']:.1%} |")
+    lines.extend(table_row(*row) for row in rows)
     return "\n".join(lines)
+
+
+def table_row(method, layer, scores):
+    """One markdown table row."""
+    return (f"| {method} | {layer} | {scores['pointing']:.1%} "
+            f"| {scores['argmax']:.1%} | {scores['tolerant']:.1%} "
+            f"| {scores['energy']:.1%} |")
 
 
 def main(argv=None):
@@ -222,7 +276,7 @@ def main(argv=None):
                             for i in range(0, len(images), 200)])
     accuracy = float((logits.argmax(1).numpy() == labels).mean())
     results = evaluate(model, load_backend(args.backend), images, labels,
-                       boxes, args.batch_size)
+                       boxes, args.batch_size, args.methods, args.layers)
     print(f"{args.images} held-out images ({size}x{size}, seed {seed}), "
           f"accuracy {accuracy:.1%}, targets = ground-truth class\n")
     print(markdown_table(results, baseline_scores(boxes, size)))
