@@ -1,6 +1,8 @@
 // Conv2d: 2-D convolution for NCHW Float32 tensors, forward (with optional bias and fused ReLU)
 // and gradient with respect to the input, by im2col / col2im and OpenBLAS sgemm. The column matrix
 // is built a band of output rows at a time so that it stays in L2 between im2col and the GEMM.
+// Every step is split across threads (see Parallel.swift): im2col / col2im and the bias pass by
+// channel ranges, the GEMMs by rows or columns.
 // Batch norm is folded into the weights by the caller, so it does not appear here.
 
 import COpenBLAS
@@ -131,31 +133,34 @@ public func conv2dForward(
             let groupOutput = imageOutput + group * groupOutChannels * outputPlane  // (Cout/g, Ho*Wo)
             if shape.isPointwise {
                 // (Cout/g, H*W) = (Cout/g, Cin/g) · (Cin/g, H*W)
-                cblas_sgemm(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                    blasint(groupOutChannels), blasint(outputPlane), blasint(columnRows),
-                    1, groupWeight, blasint(columnRows), groupInput, blasint(outputPlane),
-                    0, groupOutput, blasint(outputPlane))
+                parallelSgemm(
+                    transposeA: false, m: groupOutChannels, n: outputPlane, k: columnRows,
+                    a: groupWeight, lda: columnRows, b: groupInput, ldb: outputPlane,
+                    c: groupOutput, ldc: outputPlane)
                 continue
             }
             for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
                 let band = bandStart..<min(bandStart + bandRows, outputHeight)
                 let bandColumns = band.count * outputWidth
-                im2col(
-                    columns: workspace, image: groupInput, channels: groupInChannels,
-                    height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
-                    band: band, shape: shape)
+                forEachRange(of: groupInChannels, costPerItem: columnRows / groupInChannels * bandColumns) { channels in
+                    im2col(
+                        columns: workspace + channels.lowerBound * (columnRows / groupInChannels) * bandColumns,
+                        image: groupInput + channels.lowerBound * inputPlane, channels: channels.count,
+                        height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
+                        band: band, shape: shape)
+                }
                 // (Cout/g, band) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, band), into columns of the output
-                cblas_sgemm(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                    blasint(groupOutChannels), blasint(bandColumns), blasint(columnRows),
-                    1, groupWeight, blasint(columnRows), workspace, blasint(bandColumns),
-                    0, groupOutput + bandStart * outputWidth, blasint(outputPlane))
+                parallelSgemm(
+                    transposeA: false, m: groupOutChannels, n: bandColumns, k: columnRows,
+                    a: groupWeight, lda: columnRows, b: workspace, ldb: bandColumns,
+                    c: groupOutput + bandStart * outputWidth, ldc: outputPlane)
             }
         }
-        addChannelBias(
-            imageOutput, bias: bias, channels: shape.outChannels, spatial: outputPlane,
-            applyReLU: applyReLU)
+        forEachRange(of: shape.outChannels, costPerItem: outputPlane) { channels in
+            addChannelBias(
+                imageOutput + channels.lowerBound * outputPlane, bias: bias.map { $0 + channels.lowerBound },
+                channels: channels.count, spatial: outputPlane, applyReLU: applyReLU)
+        }
     }
 }
 
@@ -190,27 +195,28 @@ public func conv2dBackwardInput(
             let groupOutputGradient = imageOutputGradient + group * groupOutChannels * outputPlane  // (Cout/g, Ho*Wo)
             if shape.isPointwise {
                 // (Cin/g, H*W) = (Cout/g, Cin/g)ᵀ · (Cout/g, H*W)
-                cblas_sgemm(
-                    CblasRowMajor, CblasTrans, CblasNoTrans,
-                    blasint(columnRows), blasint(outputPlane), blasint(groupOutChannels),
-                    1, groupWeight, blasint(columnRows), groupOutputGradient, blasint(outputPlane),
-                    0, groupGradient, blasint(outputPlane))
+                parallelSgemm(
+                    transposeA: true, m: columnRows, n: outputPlane, k: groupOutChannels,
+                    a: groupWeight, lda: columnRows, b: groupOutputGradient, ldb: outputPlane,
+                    c: groupGradient, ldc: outputPlane)
                 continue
             }
             for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
                 let band = bandStart..<min(bandStart + bandRows, outputHeight)
                 let bandColumns = band.count * outputWidth
                 // (Cin/g*kh*kw, band) = (Cout/g, Cin/g*kh*kw)ᵀ · (Cout/g, band)
-                cblas_sgemm(
-                    CblasRowMajor, CblasTrans, CblasNoTrans,
-                    blasint(columnRows), blasint(bandColumns), blasint(groupOutChannels),
-                    1, groupWeight, blasint(columnRows),
-                    groupOutputGradient + bandStart * outputWidth, blasint(outputPlane),
-                    0, workspace, blasint(bandColumns))
-                col2im(
-                    image: groupGradient, columns: workspace, channels: groupInChannels,
-                    height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
-                    band: band, shape: shape)
+                parallelSgemm(
+                    transposeA: true, m: columnRows, n: bandColumns, k: groupOutChannels,
+                    a: groupWeight, lda: columnRows, b: groupOutputGradient + bandStart * outputWidth,
+                    ldb: outputPlane, c: workspace, ldc: bandColumns)
+                forEachRange(of: groupInChannels, costPerItem: columnRows / groupInChannels * bandColumns) { channels in
+                    col2im(
+                        image: groupGradient + channels.lowerBound * inputPlane,
+                        columns: workspace + channels.lowerBound * (columnRows / groupInChannels) * bandColumns,
+                        channels: channels.count,
+                        height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
+                        band: band, shape: shape)
+                }
             }
         }
     }

@@ -10,10 +10,12 @@ public func addForward(
     rhs: UnsafePointer<Float>,  // (count)
     count: Int, applyReLU: Bool
 ) {
-    if applyReLU {
-        for i in 0..<count { output[i] = max(lhs[i] + rhs[i], 0) }
-    } else {
-        for i in 0..<count { output[i] = lhs[i] + rhs[i] }
+    forEachRange(of: count, costPerItem: 1, alignment: 16) { range in
+        if applyReLU {
+            for i in range { output[i] = max(lhs[i] + rhs[i], 0) }
+        } else {
+            for i in range { output[i] = lhs[i] + rhs[i] }
+        }
     }
 }
 

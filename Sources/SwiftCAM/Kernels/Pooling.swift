@@ -36,28 +36,30 @@ public func maxPool2dForward(
                         outputHeight: outputHeight, outputWidth: outputWidth, kernel: kernel, stride: stride, padding: padding)
         return
     }
-    for planeIndex in 0..<batch * channels {
-        let plane = input + planeIndex * height * width
-        let destination = output + planeIndex * outputPlane
-        for oy in 0..<outputHeight {
-            let top = oy * stride - padding
-            let rows = max(top, 0)..<min(top + kernel, height)
-            for ox in 0..<outputWidth {
-                let left = ox * stride - padding
-                let cols = max(left, 0)..<min(left + kernel, width)
-                var best = -Float.infinity
-                var bestIndex = rows.lowerBound * width + cols.lowerBound
-                for y in rows {
-                    for x in cols {
-                        let value = plane[y * width + x]
-                        if value > best || value.isNaN {
-                            best = value
-                            bestIndex = y * width + x
+    forEachRange(of: batch * channels, costPerItem: height * width) { planes in
+        for planeIndex in planes {
+            let plane = input + planeIndex * height * width
+            let destination = output + planeIndex * outputPlane
+            for oy in 0..<outputHeight {
+                let top = oy * stride - padding
+                let rows = max(top, 0)..<min(top + kernel, height)
+                for ox in 0..<outputWidth {
+                    let left = ox * stride - padding
+                    let cols = max(left, 0)..<min(left + kernel, width)
+                    var best = -Float.infinity
+                    var bestIndex = rows.lowerBound * width + cols.lowerBound
+                    for y in rows {
+                        for x in cols {
+                            let value = plane[y * width + x]
+                            if value > best || value.isNaN {
+                                best = value
+                                bestIndex = y * width + x
+                            }
                         }
                     }
+                    destination[oy * outputWidth + ox] = best
+                    indices[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
                 }
-                destination[oy * outputWidth + ox] = best
-                indices[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
             }
         }
     }
@@ -76,28 +78,30 @@ private func maxPool2dValues(
     input: UnsafePointer<Float>,  // (planes, H, W)
     planes: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, kernel: Int, stride: Int, padding: Int
 ) {
-    let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
-    defer { rowMaxima.deallocate() }
-    for planeIndex in 0..<planes {
-        let plane = input + planeIndex * height * width
-        for y in 0..<height {
-            let row = plane + y * width
-            let destination = rowMaxima + y * outputWidth
-            for ox in 0..<outputWidth {
-                let left = ox * stride - padding
-                var best = -Float.infinity
-                for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
-                destination[ox] = best
+    forEachRange(of: planes, costPerItem: height * width) { planes in
+        let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
+        defer { rowMaxima.deallocate() }
+        for planeIndex in planes {
+            let plane = input + planeIndex * height * width
+            for y in 0..<height {
+                let row = plane + y * width
+                let destination = rowMaxima + y * outputWidth
+                for ox in 0..<outputWidth {
+                    let left = ox * stride - padding
+                    var best = -Float.infinity
+                    for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
+                    destination[ox] = best
+                }
             }
-        }
-        let out = output + planeIndex * outputHeight * outputWidth
-        for oy in 0..<outputHeight {
-            let top = oy * stride - padding
-            let destination = out + oy * outputWidth
-            destination.update(repeating: -Float.infinity, count: outputWidth)
-            for y in max(top, 0)..<min(top + kernel, height) {
-                let source = rowMaxima + y * outputWidth
-                for ox in 0..<outputWidth { destination[ox] = nanPropagatingMax(source[ox], destination[ox]) }
+            let out = output + planeIndex * outputHeight * outputWidth
+            for oy in 0..<outputHeight {
+                let top = oy * stride - padding
+                let destination = out + oy * outputWidth
+                destination.update(repeating: -Float.infinity, count: outputWidth)
+                for y in max(top, 0)..<min(top + kernel, height) {
+                    let source = rowMaxima + y * outputWidth
+                    for ox in 0..<outputWidth { destination[ox] = nanPropagatingMax(source[ox], destination[ox]) }
+                }
             }
         }
     }
