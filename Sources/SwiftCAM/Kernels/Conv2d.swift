@@ -102,16 +102,18 @@ public struct Conv2dShape: Equatable, Sendable {
     }
 }
 
-/// Computes `output = conv(input, weight) + bias`, then `max(output, 0)` when `applyReLU` is set.
+/// Computes `output = conv(input, weight) + bias + residual`, then `max(output, 0)` when
+/// `applyReLU` is set (a ResNet block's last convolution, shortcut addition and ReLU in one pass).
 ///
-/// Zero padding, cross-correlation as in PyTorch. `bias` may be nil. The shape must be valid and the
-/// input large enough (`shape.outputSize` non-nil); `workspace` holds at least
-/// `shape.workspaceCount(height:width:)` floats. `output` must not overlap `input` or `workspace`.
+/// Zero padding, cross-correlation as in PyTorch. `bias` and `residual` may be nil. The shape must
+/// be valid and the input large enough (`shape.outputSize` non-nil); `workspace` holds at least
+/// `shape.workspaceCount(height:width:)` floats. `output` must not overlap the other buffers.
 public func conv2dForward(
     output: UnsafeMutablePointer<Float>,  // (N, Cout, Ho, Wo)
     input: UnsafePointer<Float>,  // (N, Cin, H, W)
     weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
     bias: UnsafePointer<Float>?,  // (Cout)
+    residual: UnsafePointer<Float>? = nil,  // (N, Cout, Ho, Wo)
     batch: Int, height: Int, width: Int, shape: Conv2dShape,
     applyReLU: Bool,
     workspace: UnsafeMutablePointer<Float>  // (Cin / groups * kh * kw, bandRows * Wo)
@@ -136,7 +138,7 @@ public func conv2dForward(
                 parallelSgemm(
                     transposeA: false, m: groupOutChannels, n: outputPlane, k: columnRows,
                     a: groupWeight, lda: columnRows, b: groupInput, ldb: outputPlane,
-                    c: groupOutput, ldc: outputPlane)
+                    beta: 0, c: groupOutput, ldc: outputPlane)
                 continue
             }
             for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
@@ -153,13 +155,14 @@ public func conv2dForward(
                 parallelSgemm(
                     transposeA: false, m: groupOutChannels, n: bandColumns, k: columnRows,
                     a: groupWeight, lda: columnRows, b: workspace, ldb: bandColumns,
-                    c: groupOutput + bandStart * outputWidth, ldc: outputPlane)
+                    beta: 0, c: groupOutput + bandStart * outputWidth, ldc: outputPlane)
             }
         }
+        let imageResidual = residual.map { $0 + image * shape.outChannels * outputPlane }  // (Cout, Ho, Wo)
         forEachRange(of: shape.outChannels, costPerItem: outputPlane) { channels in
-            addChannelBias(
-                imageOutput + channels.lowerBound * outputPlane, bias: bias.map { $0 + channels.lowerBound },
-                channels: channels.count, spatial: outputPlane, applyReLU: applyReLU)
+            convolutionEpilogue(
+                imageOutput, channels: channels, spatial: outputPlane, bias: bias, residual: imageResidual,
+                applyReLU: applyReLU)
         }
     }
 }
@@ -198,7 +201,7 @@ public func conv2dBackwardInput(
                 parallelSgemm(
                     transposeA: true, m: columnRows, n: outputPlane, k: groupOutChannels,
                     a: groupWeight, lda: columnRows, b: groupOutputGradient, ldb: outputPlane,
-                    c: groupGradient, ldc: outputPlane)
+                    beta: 0, c: groupGradient, ldc: outputPlane)
                 continue
             }
             for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
@@ -208,7 +211,7 @@ public func conv2dBackwardInput(
                 parallelSgemm(
                     transposeA: true, m: columnRows, n: bandColumns, k: groupOutChannels,
                     a: groupWeight, lda: columnRows, b: groupOutputGradient + bandStart * outputWidth,
-                    ldb: outputPlane, c: workspace, ldc: bandColumns)
+                    ldb: outputPlane, beta: 0, c: workspace, ldc: bandColumns)
                 forEachRange(of: groupInChannels, costPerItem: columnRows / groupInChannels * bandColumns) { channels in
                     col2im(
                         image: groupGradient + channels.lowerBound * inputPlane,

@@ -77,14 +77,14 @@ func forEachRange(of count: Int, costPerItem: Int, alignment: Int = 1, _ body: (
     }
 }
 
-/// `C (m, n) = op(A) · B`, row-major, split across threads along the larger of m and n (so the
-/// operand that every part must pack again is the smaller one). `op(A)` is A (m, k) with leading
-/// dimension `lda`, or, when `transposeA`, the transpose of A (k, m).
+/// `C (m, n) = op(A) · B + beta C`, row-major, split across threads along the larger of m and n
+/// (so the operand that every part must pack again is the smaller one). `op(A)` is A (m, k) with
+/// leading dimension `lda`, or, when `transposeA`, the transpose of A (k, m).
 func parallelSgemm(
     transposeA: Bool, m: Int, n: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let parts = partCount(cost: m * n * k, minimumCostPerPart: 1 << 20)
     let splitRows = m >= n
@@ -99,6 +99,6 @@ func parallelSgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans,
             blasint(rows.count), blasint(columns.count), blasint(k),
             1, aStart, blasint(lda), b + columns.lowerBound, blasint(ldb),
-            0, c + rows.lowerBound * ldc + columns.lowerBound, blasint(ldc))
+            beta, c + rows.lowerBound * ldc + columns.lowerBound, blasint(ldc))
     }
 }
