@@ -7,8 +7,8 @@ Developer tool.  For each case (a small, reduced-width torchvision ResNet, see
 * ``expected.safetensors`` - input, logits, every hooked layer's activation
   and score gradient, and the heatmaps of pytorch-grad-cam 1.5.7; also its
   ScoreCAM / AblationCAM maps, aug_smooth maps, Guided Grad-CAM, metric
-  values (ROAD with noise 0, RISE's deletion / insertion) and ROAD imputed
-  images (``record_extras``),
+  values (ROAD with noise 0, RISE's deletion / insertion), ROAD imputed
+  images and FullGrad maps (``record_extras``),
 * ``meta.json``            - the case description and the list of CAMs.
 
 It also measures the reference's own numerical noise (float32 vs float64
@@ -72,6 +72,7 @@ PROJECTION_MODULES = [
     pytorch_grad_cam.base_cam, pytorch_grad_cam.eigen_cam,
     pytorch_grad_cam.eigen_grad_cam, pytorch_grad_cam.hirescam,
     pytorch_grad_cam.grad_cam_elementwise, pytorch_grad_cam.layer_cam,
+    pytorch_grad_cam.fullgrad_cam,
 ]
 
 
@@ -539,6 +540,39 @@ def aug_smooth_plan(inner_block, full):
     return plan
 
 
+@dataclass(frozen=True)
+class FullGradSpec:
+    """One pytorch-grad-cam FullGrad call (it has no target layers: every
+    Conv2d / BatchNorm2d with a bias is used)."""
+
+    targets: str = "class"  # "class" | "softmax" | "none"
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
+
+    @property
+    def cam_id(self):
+        suffix = {"class": "", "softmax": "_softmax", "none": "_argmax"}
+        name = "FullGrad" + suffix[self.targets]
+        if self.eigen_smooth:
+            name += "_eigensmooth"
+        if self.aug_smooth:
+            name += "_augsmooth"
+        return name
+
+    @property
+    def key(self):
+        return f"fullgrad/{self.cam_id}"
+
+
+def fullgrad_plan(full):
+    """FullGrad specs; ``full`` for basic and bottleneck."""
+    plan = [FullGradSpec(), FullGradSpec(eigen_smooth=True),
+            FullGradSpec(aug_smooth=True)]
+    if full:
+        plan += [FullGradSpec(targets="none"), FullGradSpec(targets="softmax")]
+    return plan
+
+
 EXTRA_PLANS = {
     "basic": ("layer2.0", True),
     "bottleneck": ("layer3.0", True),
@@ -565,8 +599,9 @@ def quiet_tqdm():
 
 
 def extra_method(name):
-    from pytorch_grad_cam import AblationCAM, ScoreCAM
-    return {"ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM}.get(name) or METHODS[name]
+    from pytorch_grad_cam import AblationCAM, FullGrad, ScoreCAM
+    return ({"ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM,
+             "FullGrad": FullGrad}.get(name) or METHODS[name])
 
 
 def run_extra_cam(model, x, spec, classes, signs=None):
@@ -620,6 +655,50 @@ def record_extra_cams(model, x, case, chosen):
                 flipped64 = run_extra_cam(model64, x64, spec, classes, signs)
                 per_image = np.minimum(per_image, np.abs(
                     flipped64.astype(np.float64) - cam).reshape(len(cam), -1).max(axis=1))
+        entry["float64_vs_float32"] = float(per_image.max())
+        entries.append(entry)
+    return tensors, entries
+
+
+def run_fullgrad(model, x, spec, classes, sign=1):
+    """One pytorch-grad-cam FullGrad call (no target layers); float32
+    (N, H, W). ``sign`` -1 negates its (single) eigen_smooth projection."""
+    extra = ExtraCamSpec("FullGrad", (), targets=spec.targets,
+                         eigen_smooth=spec.eigen_smooth,
+                         aug_smooth=spec.aug_smooth)
+    return run_extra_cam(model, x, extra, classes,
+                         [sign] if sign < 0 else None)
+
+
+def record_fullgrad(model, x, case, chosen):
+    """FullGrad maps, the eigen_smooth sign variant and float64 noise."""
+    _, full = EXTRA_PLANS[case.name]
+    model64 = copy.deepcopy(model).double()
+    x64 = x.double()
+    tensors, entries = {}, []
+    for spec in fullgrad_plan(full):
+        classes = None if spec.targets == "none" else chosen
+        cam = run_fullgrad(model, x, spec, classes)
+        tensors[spec.key] = cam
+        per_image = np.abs(run_fullgrad(model64, x64, spec, classes)
+                           .astype(np.float64) - cam
+                           ).reshape(len(cam), -1).max(axis=1)
+        entry = {
+            "key": spec.key,
+            "method": "FullGrad",
+            "targets": {"kind": spec.targets, "classes": classes},
+            "eigen_smooth": spec.eigen_smooth,
+            "aug_smooth": spec.aug_smooth,
+            "all_zero_images": all_zero_images(cam),
+        }
+        if spec.eigen_smooth:
+            flipped_key = f"fullgrad_signflip/{spec.cam_id}/1"
+            tensors[flipped_key] = run_fullgrad(model, x, spec, classes, -1)
+            entry["sign_variants"] = {"1": flipped_key}
+            flipped64 = run_fullgrad(model64, x64, spec, classes, -1)
+            per_image = np.minimum(per_image, np.abs(
+                flipped64.astype(np.float64) - cam).reshape(len(cam), -1)
+                .max(axis=1))
         entry["float64_vs_float32"] = float(per_image.max())
         entries.append(entry)
     return tensors, entries
@@ -816,9 +895,13 @@ def record_extras(model, x, case, chosen, lowest, cams, input_gradients):
     tensors.update(record_guided_gradcam(model, x, cams, input_gradients[1]))
     metric_tensors, metric_meta = record_metrics(model, x, case, chosen, lowest, cams)
     tensors.update(metric_tensors)
+    fullgrad_tensors, fullgrad_entries = record_fullgrad(model, x, case,
+                                                         chosen)
+    tensors.update(fullgrad_tensors)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
                for k, v in tensors.items()}
-    meta = {"extra_cams": cam_entries, "metrics": metric_meta}
+    meta = {"extra_cams": cam_entries, "metrics": metric_meta,
+            "fullgrad_cams": fullgrad_entries}
     return tensors, meta
 
 

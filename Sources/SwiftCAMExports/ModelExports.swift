@@ -171,3 +171,8 @@ public func swiftcam_get_num_threads() -> Int64 {
 public func swiftcam_blas_core_name() -> UnsafePointer<CChar>? {
     UnsafePointer(openblas_get_corename())
 }
+
+@c @implementation
+public func swiftcam_model_bias_layer_count(_ model: OpaquePointer?) -> Int64 {
+    (try? ModelHandle.from(model)).map { Int64($0.network.biasLayers.count) } ?? -1
+}

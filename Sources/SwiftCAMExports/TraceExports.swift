@@ -130,3 +130,30 @@ public func swiftcam_trace_cam(_ trace: OpaquePointer?, _ options: UnsafePointer
         }
     }
 }
+
+@c @implementation
+public func swiftcam_trace_fullgrad(_ trace: OpaquePointer?, _ seeds: UnsafePointer<Float>?, _ seedsPerImage: Int64,
+                                    _ sumTerms: Int32, _ outputHeight: Int64, _ outputWidth: Int64,
+                                    _ maps: UnsafeMutablePointer<Float>?, _ mapsCount: Int64,
+                                    _ message: UnsafeMutablePointer<CChar>?, _ capacity: Int64) -> Int32 {
+    withStatus(message, capacity) { () throws(SwiftCAMError) in
+        let trace = try TraceHandle.from(trace).trace
+        let seeds = try checkSeeds(seeds, seedsPerImage: seedsPerImage, required: true)!
+        guard outputHeight >= 1, outputWidth >= 1, outputHeight <= 1 << 15, outputWidth <= 1 << 15 else {
+            throw .invalidArgument("the heatmap size must be between 1 and 32768, got \(outputHeight)x\(outputWidth)")
+        }
+        guard trace.requestedLayers.contains(Trace.inputLayer) else {
+            throw .invalidArgument("FullGrad needs the gradient down to the input: create the trace with SWIFTCAM_LAYER_INPUT among its layers")
+        }
+        let k = Int(seedsPerImage)
+        let height = Int(outputHeight), width = Int(outputWidth)
+        let terms = sumTerms != 0 ? 1 : trace.inputShape.channels + trace.network.biasLayers.count
+        let (perRow, overflow1) = (height * width).multipliedReportingOverflow(by: terms)
+        let (expected, overflow2) = perRow.multipliedReportingOverflow(by: trace.inputShape.batch * k)
+        guard !overflow1, !overflow2 else { throw .outOfMemory("the FullGrad output is too large") }
+        let output = try checkBuffer(maps, count: mapsCount, expected: expected, name: "maps")
+        let result = try trace.fullGradient(seeds: seeds, seedsPerImage: k, outputHeight: height, outputWidth: width,
+                                            sumTerms: sumTerms != 0)
+        output.update(from: result.pointer, count: result.count)
+    }
+}

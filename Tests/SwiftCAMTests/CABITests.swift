@@ -137,6 +137,50 @@ final class CABITests: XCTestCase {
         XCTAssertEqual(gradient[0], gradient[3], accuracy: 1e-7)
     }
 
+    func testFullGradThroughTheABI() throws {
+        let model = try loadFixtureModel()
+        defer { swiftcam_model_free(model) }
+        // basic: stem bn1; layer1.0 bn1, bn2; layer2.0 bn1, bn2, downsample.1; layer2.1 bn1, bn2;
+        // layer3.0 and layer4.0 three each.
+        XCTAssertEqual(swiftcam_model_bias_layer_count(model), 14)
+        XCTAssertEqual(swiftcam_model_bias_layer_count(nil), -1)
+        let input = (0..<(2 * 3 * 40 * 36)).map { Float(sin(Double($0) * 0.37)) }
+        var seeds = [Float](repeating: 0, count: 2 * 2 * 10)  // (N, K = 2, classes): classes 0 and 1
+        for image in 0..<2 { for k in 0..<2 { seeds[(image * 2 + k) * 10 + k] = 1 } }
+        let terms = 3 + 14
+        var perTerm = [Float](repeating: -1, count: 2 * 2 * terms * 20 * 18)
+        var summed = [Float](repeating: -1, count: 2 * 2 * 20 * 18)
+
+        // A trace without the input layer is refused with a message, not a trap.
+        var trace: OpaquePointer? = nil
+        XCTAssertEqual(swiftcam_trace_create(model, input, [2, 3, 40, 36], [12], 1, &trace, &message, 512), SWIFTCAM_STATUS_OK, messageText)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, 20, 18, &summed, Int64(summed.count), &message, 512),
+                       SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertTrue(messageText.contains("SWIFTCAM_LAYER_INPUT"), messageText)
+        swiftcam_trace_free(trace)
+
+        XCTAssertEqual(swiftcam_trace_create(model, input, [2, 3, 40, 36], [Int64(SWIFTCAM_LAYER_INPUT)], 1, &trace, &message, 512),
+                       SWIFTCAM_STATUS_OK, messageText)
+        defer { swiftcam_trace_free(trace) }
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 0, 20, 18, &perTerm, Int64(perTerm.count), &message, 512), SWIFTCAM_STATUS_OK, messageText)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, 20, 18, &summed, Int64(summed.count), &message, 512), SWIFTCAM_STATUS_OK, messageText)
+        XCTAssertTrue(perTerm.allSatisfy { $0 >= 0 })  // each term is a sum of maps in [0, 1]
+        let plane = 20 * 18
+        let total = (0..<plane).reduce(Float(0)) { sum, p in sum + (0..<terms).reduce(0) { $0 + perTerm[$1 * plane + p] } }
+        XCTAssertEqual(total, summed[0..<plane].reduce(0, +), accuracy: 1e-5 * total)
+
+        // Wrong counts, NULLs, bad sizes and K.
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 0, 20, 18, &perTerm, Int64(perTerm.count - 1), &message, 512), SWIFTCAM_STATUS_BUFFER_SIZE)
+        XCTAssertTrue(messageText.contains("expected \(perTerm.count)"), messageText)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, 20, 18, &summed, Int64(perTerm.count), &message, 512), SWIFTCAM_STATUS_BUFFER_SIZE)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, 20, 18, nil, Int64(summed.count), &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, nil, 2, 1, 20, 18, &summed, Int64(summed.count), &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 0, 1, 20, 18, &summed, 0, &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, 0, 18, &summed, 0, &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertEqual(swiftcam_trace_fullgrad(trace, seeds, 2, 1, Int64.max, Int64.max, &summed, 1, &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+        XCTAssertEqual(swiftcam_trace_fullgrad(nil, seeds, 2, 1, 20, 18, &summed, Int64(summed.count), &message, 512), SWIFTCAM_STATUS_INVALID_ARGUMENT)
+    }
+
     func testCorruptFileIsAnInvalidFileStatus() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftcam-corrupt-\(UUID().uuidString).safetensors")
         try Data([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x7B]).write(to: url)

@@ -31,7 +31,7 @@ final class CAMFixtureTests: XCTestCase {
                 let trace = try input.values.withUnsafeBufferPointer {
                     try Trace(network: network, input: $0.baseAddress!, shape: shape, layers: layers)
                 }
-                let seeds = try seeds(for: cam, trace: trace, network: network)
+                let seeds = Seeds.forTargets(cam["targets"], logits: trace.logits.toArray(), numClasses: network.numClasses)
                 let options = CAMOptions(method: method, eigenSmooth: cam["eigen_smooth"] == .bool(true),
                                          outputHeight: shape.height, outputWidth: shape.width)
                 let result = try seeds.withUnsafeBufferPointer {
@@ -46,16 +46,6 @@ final class CAMFixtureTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(checked, 60, "too few CAM fixtures checked")
-    }
-
-    private func seeds(for cam: JSONValue, trace: Trace, network: Network) throws -> [Float] {
-        let logits = trace.logits.toArray()
-        let classes = ints(cam["targets"]?["classes"])
-        switch cam["targets"]?["kind"] {
-        case .string("softmax")?: return Seeds.softmax(classes: classes, logits: logits, numClasses: network.numClasses)
-        case .string("none")?: return Seeds.oneHot(classes: Seeds.argmax(logits: logits, numClasses: network.numClasses), numClasses: network.numClasses)
-        default: return Seeds.oneHot(classes: classes, numClasses: network.numClasses)
-        }
     }
 
     /// The smallest error over the 2^L sign choices of each image's per-layer projections.

@@ -37,6 +37,7 @@ from .explanation import Explanation, explain  # noqa: E402
 from .demo import load_demo_model  # noqa: E402
 from .perturbation_cams import AblationCAM, ScoreCAM  # noqa: E402
 from .guided_backprop import GuidedBackpropReLUModel, GuidedGradCAM  # noqa: E402
+from .fullgrad import FullGrad  # noqa: E402
 from . import metrics  # noqa: E402
 from . import demo  # noqa: E402
 from .result import CAMResult  # noqa: E402
@@ -50,7 +51,7 @@ __all__ = [
     "explain", "Explanation", "load_demo_model", "demo",
     "BaseCAM", "GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM",
     "LayerCAM", "EigenCAM", "EigenGradCAM", "CAMResult", "ScoreCAM", "AblationCAM",
-    "GuidedBackpropReLUModel", "GuidedGradCAM", "metrics",
+    "GuidedBackpropReLUModel", "GuidedGradCAM", "FullGrad", "metrics",
     "ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "ClassifierOutputLinearTarget",
     "blas_core_name", "set_num_threads", "get_num_threads",
     "SwiftCAMError", "InvalidInputError", "InputShapeError", "BufferSizeError", "WeightsError",

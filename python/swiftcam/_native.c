@@ -281,6 +281,15 @@ Model_get_input_channels(ModelObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Model_get_bias_layer_count(ModelObject *self, void *Py_UNUSED(closure))
+{
+    if (model_check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)swiftcam_model_bias_layer_count(self->model));
+}
+
+static PyObject *
 Model_get_layer_names(ModelObject *self, void *Py_UNUSED(closure))
 {
     if (model_check_open(self) < 0) {
@@ -460,6 +469,8 @@ static PyGetSetDef Model_getset[] = {
     {"description", (getter)Model_get_description, NULL, "Configuration as JSON text.", NULL},
     {"num_classes", (getter)Model_get_num_classes, NULL, "Number of output classes.", NULL},
     {"input_channels", (getter)Model_get_input_channels, NULL, "Channels of the input.", NULL},
+    {"bias_layer_count", (getter)Model_get_bias_layer_count, NULL,
+     "Layers with a bias FullGrad uses (every batch norm of a ResNet).", NULL},
     {"layer_names", (getter)Model_get_layer_names, NULL, "Layer names in forward order.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -789,6 +800,31 @@ buffer_list_get(PyObject *sequence, int64_t expected_count, BufferList *list, co
     return 0;
 }
 
+/* Gets the seeds (N, K, classes) of a trace call, read-only and counted; on failure sets an
+   exception and returns -1 (nothing to release). */
+static int
+trace_seeds_get(TraceObject *self, PyObject *object, long long k, Py_buffer *seeds)
+{
+    if (get_float32_buffer(object, seeds, 0, "seeds") < 0) {
+        return -1;
+    }
+    if (check_count(seeds, self->batch * (int64_t)k * self->num_classes, "seeds") < 0) {
+        PyBuffer_Release(seeds);
+        return -1;
+    }
+    return 0;
+}
+
+/* None for SWIFTCAM_STATUS_OK; otherwise NULL with the status's exception set. */
+static PyObject *
+none_or_raise(swiftcam_status status, char *message)
+{
+    if (status != SWIFTCAM_STATUS_OK) {
+        return raise_status(status, message);
+    }
+    Py_RETURN_NONE;
+}
+
 typedef swiftcam_status (*backward_function)(const swiftcam_trace *, const float *, int64_t,
                                               float *const *, const int64_t *, char *, int64_t);
 
@@ -809,11 +845,8 @@ trace_backward_with(TraceObject *self, PyObject *args, backward_function backwar
     PyObject *result = NULL;
     Py_buffer seeds;
     BufferList gradients;
-    if (get_float32_buffer(seeds_object, &seeds, 0, "seeds") < 0) {
+    if (trace_seeds_get(self, seeds_object, k, &seeds) < 0) {
         goto done;
-    }
-    if (check_count(&seeds, self->batch * (int64_t)k * self->num_classes, "seeds") < 0) {
-        goto release_seeds;
     }
     if (buffer_list_get(gradients_object, self->layer_count, &gradients, "gradients") < 0) {
         goto release_seeds;
@@ -825,12 +858,7 @@ trace_backward_with(TraceObject *self, PyObject *args, backward_function backwar
     status = backward(self->trace, (const float *)seeds.buf, (int64_t)k, gradients.pointers,
                       gradients.counts, message, MESSAGE_CAPACITY);
     Py_END_ALLOW_THREADS
-    if (status != SWIFTCAM_STATUS_OK) {
-        raise_status(status, message);
-    }
-    else {
-        result = Py_NewRef(Py_None);
-    }
+    result = none_or_raise(status, message);
     buffer_list_release(&gradients);
 release_seeds:
     PyBuffer_Release(&seeds);
@@ -873,13 +901,8 @@ Trace_cam(TraceObject *self, PyObject *args)
     Py_buffer seeds, heatmaps;
     BufferList raw;
     memset(&raw, 0, sizeof(raw));
-    if (have_seeds) {
-        if (get_float32_buffer(seeds_object, &seeds, 0, "seeds") < 0) {
-            goto done;
-        }
-        if (check_count(&seeds, self->batch * (int64_t)k * self->num_classes, "seeds") < 0) {
-            goto release_seeds;
-        }
+    if (have_seeds && trace_seeds_get(self, seeds_object, k, &seeds) < 0) {
+        goto done;
     }
     if (get_float32_buffer(heatmaps_object, &heatmaps, 1, "heatmaps") < 0) {
         goto release_seeds;
@@ -903,12 +926,7 @@ Trace_cam(TraceObject *self, PyObject *args)
                                 have_raw ? raw.pointers : NULL, have_raw ? raw.counts : NULL,
                                 message, MESSAGE_CAPACITY);
     Py_END_ALLOW_THREADS
-    if (status != SWIFTCAM_STATUS_OK) {
-        raise_status(status, message);
-    }
-    else {
-        result = Py_NewRef(Py_None);
-    }
+    result = none_or_raise(status, message);
     if (have_raw) {
         buffer_list_release(&raw);
     }
@@ -918,6 +936,47 @@ release_seeds:
     if (have_seeds) {
         PyBuffer_Release(&seeds);
     }
+done:
+    trace_release(self);
+    return result;
+}
+
+/* fullgrad(seeds: float32 (N, K, classes), seeds_per_image, sum_terms, output_height,
+            output_width, maps: writable float32 (N, K, [T,] H, W)) */
+static PyObject *
+Trace_fullgrad(TraceObject *self, PyObject *args)
+{
+    PyObject *seeds_object, *maps_object;
+    long long k, height, width;
+    int sum_terms;
+    if (!PyArg_ParseTuple(args, "OLpLLO:fullgrad", &seeds_object, &k, &sum_terms, &height, &width,
+                          &maps_object)) {
+        return NULL;
+    }
+    if (trace_acquire(self) < 0) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_buffer seeds, maps;
+    if (trace_seeds_get(self, seeds_object, k, &seeds) < 0) {
+        goto done;
+    }
+    if (get_float32_buffer(maps_object, &maps, 1, "maps") < 0) {
+        goto release_seeds;
+    }
+    char message[MESSAGE_CAPACITY];
+    message[0] = '\0';
+    swiftcam_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = swiftcam_trace_fullgrad(self->trace, (const float *)seeds.buf, (int64_t)k,
+                                     (int32_t)sum_terms, (int64_t)height, (int64_t)width,
+                                     (float *)maps.buf, element_count(&maps), message,
+                                     MESSAGE_CAPACITY);
+    Py_END_ALLOW_THREADS
+    result = none_or_raise(status, message);
+    PyBuffer_Release(&maps);
+release_seeds:
+    PyBuffer_Release(&seeds);
 done:
     trace_release(self);
     return result;
@@ -939,6 +998,10 @@ static PyMethodDef Trace_methods[] = {
     {"cam", (PyCFunction)Trace_cam, METH_VARARGS,
      "cam(method, eigen_smooth, height, width, seeds, seeds_per_image, heatmaps, raw_maps)\n"
      "--\n\nClass activation maps (N, K, height, width) and, optionally, raw per-layer maps."},
+    {"fullgrad", (PyCFunction)Trace_fullgrad, METH_VARARGS,
+     "fullgrad(seeds, seeds_per_image, sum_terms, height, width, maps)\n--\n\nFullGrad terms "
+     "(N, K, T, height, width), or their sum (N, K, height, width) with sum_terms; the trace "
+     "must include LAYER_INPUT."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -55,6 +55,18 @@ class BaseCAM:
 
     def _bind(self, model, target_layers, reshape_transform):
         """Check and keep the model and target layers (shared by every CAM class)."""
+        self._bind_model(model, reshape_transform)
+        indices = model._layer_indices(target_layers, "target_layers")
+        if not indices:
+            raise InvalidInputError("target_layers: expected at least one layer name")
+        if len(set(indices)) != len(indices):
+            raise InvalidInputError(f"target_layers: a layer is listed twice in "
+                                    f"{list(target_layers)}")
+        self._layer_ids = tuple(indices)
+        self.target_layers = tuple(model.layer_names[i] for i in indices)
+
+    def _bind_model(self, model, reshape_transform):
+        """Check and keep the model (open, a swiftcam.Model; no reshape_transform)."""
         if not isinstance(model, Model):
             hint = ""
             if callable(getattr(model, "state_dict", None)):
@@ -65,15 +77,7 @@ class BaseCAM:
         if reshape_transform is not None:
             raise NotImplementedError("reshape_transform is not supported: swiftcam explains "
                                       "CNNs whose layers are already (N, C, h, w)")
-        indices = model._layer_indices(target_layers, "target_layers")
-        if not indices:
-            raise InvalidInputError("target_layers: expected at least one layer name")
-        if len(set(indices)) != len(indices):
-            raise InvalidInputError(f"target_layers: a layer is listed twice in "
-                                    f"{list(target_layers)}")
         self.model = model
-        self._layer_ids = tuple(indices)
-        self.target_layers = tuple(model.layer_names[i] for i in indices)
         self.outputs = None
 
     # -- the pytorch-grad-cam interface -------------------------------------------------------

@@ -73,6 +73,33 @@ def get_model(name):
     return swiftcam.load(get_case(name).weights_path)
 
 
+def meta_entries(meta_key, prefix):
+    """pytest params (case name, entry) for every entry of the meta.json list ``meta_key``
+    (``cams``, ``extra_cams``, ``fullgrad_cams``) whose key starts with ``prefix``. A case
+    without that list gives (name, None): the test fails inside, not at collection."""
+    for name in CASES:
+        try:
+            entries = get_case(name).meta[meta_key]
+        except BaseException:
+            yield pytest.param(name, None, id=f"{name}-missing")
+            continue
+        for entry in entries:
+            if entry["key"].startswith(prefix):
+                yield pytest.param(name, entry, id=f"{name}-{entry['key'][len(prefix):]}")
+
+
+TARGET_KINDS = {"class": swiftcam.ClassifierOutputTarget,
+                "softmax": swiftcam.ClassifierOutputSoftmaxTarget}
+
+
+def entry_targets(entry):
+    """The swiftcam targets of a fixture entry's ``targets`` (None for kind ``none``)."""
+    kind = entry["targets"]["kind"]
+    if kind == "none":
+        return None
+    return [TARGET_KINDS[kind](c) for c in entry["targets"]["classes"]]
+
+
 @pytest.fixture(params=CASES)
 def case(request):
     return get_case(request.param)

@@ -13,31 +13,16 @@ import numpy as np
 import pytest
 
 import swiftcam
-from conftest import CASES, get_case, get_model
+from conftest import entry_targets, get_case, get_model, meta_entries
 from swiftcam import augmentation
 from swiftcam.perturbation_cams import AblationCAM, ScoreCAM
 
-TARGET_KINDS = {"class": swiftcam.ClassifierOutputTarget,
-                "softmax": swiftcam.ClassifierOutputSoftmaxTarget}
 PERTURBATION = {"ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM}
+_targets = entry_targets
 
 
 def _entries():
-    for name in CASES:
-        try:
-            entries = get_case(name).meta["extra_cams"]
-        except BaseException:
-            yield pytest.param(name, None, id=f"{name}-missing")
-            continue
-        for entry in entries:
-            if entry["key"].startswith("augsmooth/"):
-                yield pytest.param(name, entry, id=f"{name}-{entry['key'][10:]}")
-
-
-def _targets(entry):
-    kind = entry["targets"]["kind"]
-    return None if kind == "none" else [TARGET_KINDS[kind](c)
-                                        for c in entry["targets"]["classes"]]
+    return meta_entries("extra_cams", "augsmooth/")
 
 
 def _cam(model, entry):

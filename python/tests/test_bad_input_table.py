@@ -409,6 +409,14 @@ def _(env):
     env.cam().top_k(x, k=3)
 
 
+@case("nan_input_fullgrad_refused", raises="errors.InvalidInputError", builtin="ValueError",
+      match=r"expected finite values, got nan at index \(1, 0, 0, 0\)")
+def _(env):
+    x = env.x(2)
+    x[1, 0, 0, 0] = np.nan
+    env.swiftcam.FullGrad(env.model)(x, targets=[1, 2])
+
+
 # -- targets -------------------------------------------------------------------------------------
 
 
@@ -729,6 +737,26 @@ def _(env):
     cam = env.cam("EigenCAM")
     env.model.close()
     cam.top_k(env.x(1), k=2)
+
+
+@case("fullgrad_of_closed_model", raises="errors.ModelClosedError", builtin="ValueError",
+      match="the model is closed")
+def _(env):
+    cam = env.swiftcam.FullGrad(env.model)
+    env.model.close()
+    cam.top_k(env.x(1), k=2)
+
+
+@case("fullgrad_model_not_a_swiftcam_model", raises="TypeError", builtin="TypeError",
+      match="model: expected a swiftcam.Model, got dict")
+def _(env):
+    env.swiftcam.FullGrad({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)})
+
+
+@case("fullgrad_eigen_smooth_input_smaller_than_8", raises="errors.InvalidInputError",
+      builtin="ValueError", match=r"needs H, W >= 8, got 7x32")
+def _(env):
+    env.swiftcam.FullGrad(env.model)(env.x(1, h=7), eigen_smooth=True)
 
 
 @case("close_twice_and_describe_works", works=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import swiftcam
-from conftest import CASES, get_case, get_model
+from conftest import entry_targets, get_case, get_model, meta_entries
 from swiftcam.errors import InvalidInputError, UnknownLayerError
 
 # The tolerance: 1e-5 absolute on maps in [0, 1]. The reference moves by up to 5.5e-6
@@ -12,26 +12,11 @@ from swiftcam.errors import InvalidInputError, UnknownLayerError
 CAM_TOLERANCE = 1e-5
 METHODS = ("GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM",
            "LayerCAM", "EigenCAM", "EigenGradCAM")
-TARGET_KINDS = {"class": swiftcam.ClassifierOutputTarget,
-                "softmax": swiftcam.ClassifierOutputSoftmaxTarget}
+_targets = entry_targets
 
 
 def _cam_entries():
-    for name in CASES:
-        try:
-            entries = get_case(name).meta["cams"]
-        except BaseException:  # a missing fixture fails inside the test, not at collection
-            yield pytest.param(name, None, id=f"{name}-missing")
-            continue
-        for entry in entries:
-            yield pytest.param(name, entry, id=f"{name}-{entry['key'][4:]}")
-
-
-def _targets(entry):
-    kind = entry["targets"]["kind"]
-    if kind == "none":
-        return None
-    return [TARGET_KINDS[kind](c) for c in entry["targets"]["classes"]]
+    return meta_entries("cams", "cam/")
 
 
 @pytest.mark.parametrize("case_name, entry", list(_cam_entries()))

@@ -127,8 +127,8 @@ SIGN_AMBIGUOUS = ("EigenCAM", "EigenGradCAM")
 def _projection_signs(signs):
     """pytorch-grad-cam with the i-th get_2d_projection call (one per target layer, in order)
     multiplied by signs[i]: the maps it would give with other SVD signs (negation is exact)."""
-    from pytorch_grad_cam import base_cam, eigen_cam, eigen_grad_cam
-    modules = (base_cam, eigen_cam, eigen_grad_cam)
+    from pytorch_grad_cam import base_cam, eigen_cam, eigen_grad_cam, fullgrad_cam
+    modules = (base_cam, eigen_cam, eigen_grad_cam, fullgrad_cam)
     original = base_cam.get_2d_projection
     calls = []
 
@@ -185,6 +185,25 @@ def test_cams_match_pytorch_grad_cam_on_resnet50(grad_cam, method, layers):
     cam = getattr(swiftcam, method)(model, target_layers=list(layers))
     heatmaps = cam(x, [swiftcam.ClassifierOutputTarget(int(c)) for c in classes])
     assert heatmaps.shape == expected.shape == (2, 160, 200)
+    for image in range(2):
+        error = min(np.abs(heatmaps[image] - c[image]).max() for c in candidates)
+        assert error <= CAM_TOLERANCE, f"image {image}: {error:.3g}"
+
+
+@pytest.mark.parametrize("eigen_smooth", [False, True])
+def test_fullgrad_matches_pytorch_grad_cam_on_resnet18(grad_cam, eigen_smooth):
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    reference, model = _models("resnet18")
+    x = _input((2, 3, 160, 160), seed=7)
+    classes = np.argsort(-model(x.numpy()), axis=1)[:, 1]  # the second-best class of each image
+    targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    candidates = []
+    for signs in ([1], [-1]) if eigen_smooth else ([1],):
+        with _projection_signs(signs), grad_cam.FullGrad(model=reference, target_layers=[]) as cam:
+            candidates.append(cam(input_tensor=x, targets=targets, eigen_smooth=eigen_smooth))
+    heatmaps = swiftcam.FullGrad(model)(x, [swiftcam.ClassifierOutputTarget(int(c))
+                                            for c in classes], eigen_smooth=eigen_smooth)
+    assert heatmaps.shape == candidates[0].shape == (2, 160, 160)
     for image in range(2):
         error = min(np.abs(heatmaps[image] - c[image]).max() for c in candidates)
         assert error <= CAM_TOLERANCE, f"image {image}: {error:.3g}"

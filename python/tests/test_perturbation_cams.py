@@ -19,14 +19,12 @@ import numpy as np
 import pytest
 
 import swiftcam
-from conftest import CASES, get_case, get_model
+from conftest import entry_targets, get_case, get_model, meta_entries
 from swiftcam import _numpy_cam
 from swiftcam.errors import InvalidInputError, UnknownLayerError
 from swiftcam.perturbation_cams import (AblationCAM, ScoreCAM, _ablation_values,
                                         activations_to_be_ablated, assemble_ablation_scores)
 
-TARGET_KINDS = {"class": swiftcam.ClassifierOutputTarget,
-                "softmax": swiftcam.ClassifierOutputSoftmaxTarget}
 PERTURBATION = {"ScoreCAM": ScoreCAM, "AblationCAM": AblationCAM}
 ENGINE_METHODS = ("GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM",
                   "LayerCAM")
@@ -37,23 +35,11 @@ def tolerance(entry):
     return max(floor, 3 * entry["float64_vs_float32"])
 
 
-def targets_of(entry):
-    kind = entry["targets"]["kind"]
-    if kind == "none":
-        return None
-    return [TARGET_KINDS[kind](c) for c in entry["targets"]["classes"]]
+targets_of = entry_targets
 
 
 def extra_entries(prefix):
-    for name in CASES:
-        try:
-            entries = get_case(name).meta["extra_cams"]
-        except BaseException:  # a missing or stale fixture fails inside the test
-            yield pytest.param(name, None, id=f"{name}-missing")
-            continue
-        for entry in entries:
-            if entry["key"].startswith(prefix):
-                yield pytest.param(name, entry, id=f"{name}-{entry['key'][len(prefix):]}")
+    return meta_entries("extra_cams", prefix)
 
 
 def assert_matches(heatmaps, case, entry):

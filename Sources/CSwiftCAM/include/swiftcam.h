@@ -190,6 +190,32 @@ swiftcam_status swiftcam_trace_cam(const swiftcam_trace *trace, const swiftcam_c
                                    char *message, int64_t message_capacity);
 
 /* ---------------------------------------------------------------------------------------------
+ * FullGrad (Srinivas & Fleuret 2019, as pytorch-grad-cam 1.5.7's FullGrad)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Layers with a bias whose output gradients FullGrad uses, in module order: for a torchvision
+   ResNet every BatchNorm2d (bn1, then per block bn1, bn2, [bn3], [downsample.1]). -1 for NULL. */
+int64_t swiftcam_model_bias_layer_count(const swiftcam_model *model);
+
+/* FullGrad of K scores per image from one backward pass down to the input. The trace must have
+   been created with SWIFTCAM_LAYER_INPUT among its layers (SWIFTCAM_STATUS_INVALID_ARGUMENT
+   otherwise). seeds (N, K, num_classes) as for swiftcam_trace_backward.
+   Terms, T = C (input channels) + swiftcam_model_bias_layer_count, in this order:
+   - t < C: |d(score)/d(input) * input| of input channel t, min-max normalised;
+   - then one per bias layer l: sum over its channels c of min-max(|bias_c * d(score)/d(output_c)|),
+     resized bilinearly (half-pixel centres, as cv2.resize INTER_LINEAR) to the output size.
+   min-max(x) = (x - min) / (1e-7 + max(x - min)), per map.
+   maps: sum_terms == 0: (N, K, T, output_height, output_width), each term;
+         sum_terms != 0: (N, K, output_height, output_width), the sum over terms.
+   maps_count must equal that element count (SWIFTCAM_STATUS_BUFFER_SIZE otherwise). The heatmap
+   of the reference is min-max(sum over terms), per map; it is not applied here. */
+swiftcam_status swiftcam_trace_fullgrad(const swiftcam_trace *trace, const float *seeds,
+                                        int64_t seeds_per_image, int32_t sum_terms,
+                                        int64_t output_height, int64_t output_width,
+                                        float *maps, int64_t maps_count,
+                                        char *message, int64_t message_capacity);
+
+/* ---------------------------------------------------------------------------------------------
  * Runtime
  * ------------------------------------------------------------------------------------------- */
 

@@ -26,6 +26,14 @@ public protocol Node: Sendable {
     /// score), image-major. `inputShape` is the forward input's shape (batch N).
     func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
                   context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer
+
+    /// The biases (C) of the layers inside this node whose output gradients `backward` reports
+    /// to `context.biasGradients`, in module order. Empty by default.
+    var biases: [FloatBuffer] { get }
+}
+
+extension Node {
+    public var biases: [FloatBuffer] { [] }
 }
 
 /// How gradients pass through ReLUs.
@@ -42,10 +50,13 @@ public struct BackwardContext: Sendable {
     /// K: gradients per image, image-major in every gradient buffer.
     public var seedsPerImage: Int
     public var reluRule: ReLUBackwardRule
+    /// When set, receives the output gradient of every biased layer (FullGrad), see BiasGradients.swift.
+    public var biasGradients: (any BiasGradientSink)?
 
-    public init(seedsPerImage: Int, reluRule: ReLUBackwardRule = .standard) {
+    public init(seedsPerImage: Int, reluRule: ReLUBackwardRule = .standard, biasGradients: (any BiasGradientSink)? = nil) {
         self.seedsPerImage = seedsPerImage
         self.reluRule = reluRule
+        self.biasGradients = biasGradients
     }
 }
 

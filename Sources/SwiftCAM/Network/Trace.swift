@@ -82,11 +82,13 @@ public final class Trace {
     /// - Parameters:
     ///   - seeds: (N, K, classes), d(score)/d(logits).
     ///   - reluRule: `.guided` for guided backpropagation; `.standard` for true gradients.
+    ///   - biasGradients: receives the output gradient of every biased layer above the deepest
+    ///     requested one (FullGrad), in reverse module order.
     /// - Returns: one (N*K, C, h, w) gradient per requested layer, in request order.
-    public func backward(seeds: UnsafePointer<Float>, seedsPerImage: Int,
-                         reluRule: ReLUBackwardRule = .standard) throws(SwiftCAMError) -> [FloatBuffer] {
+    public func backward(seeds: UnsafePointer<Float>, seedsPerImage: Int, reluRule: ReLUBackwardRule = .standard,
+                         biasGradients: (any BiasGradientSink)? = nil) throws(SwiftCAMError) -> [FloatBuffer] {
         guard seedsPerImage >= 1 else { throw .invalidArgument("seeds per image must be at least 1, got \(seedsPerImage)") }
-        let context = BackwardContext(seedsPerImage: seedsPerImage, reluRule: reluRule)
+        let context = BackwardContext(seedsPerImage: seedsPerImage, reluRule: reluRule, biasGradients: biasGradients)
         let rows = inputShape.batch * seedsPerImage
         let gradient = try FloatBuffer(count: rows * network.numClasses)
         gradient.pointer.update(from: seeds, count: gradient.count)

@@ -5,6 +5,17 @@ import XCTest
 @testable import SwiftCAM
 
 enum Seeds {
+    /// (N, 1, classes) seeds for a fixture entry's `targets` ({"kind": "class" | "softmax" | "none",
+    /// "classes": [...]}).
+    static func forTargets(_ targets: JSONValue?, logits: [Float], numClasses: Int) -> [Float] {
+        let classes = ints(targets?["classes"])
+        switch targets?["kind"] {
+        case .string("softmax")?: return softmax(classes: classes, logits: logits, numClasses: numClasses)
+        case .string("none")?: return oneHot(classes: argmax(logits: logits, numClasses: numClasses), numClasses: numClasses)
+        default: return oneHot(classes: classes, numClasses: numClasses)
+        }
+    }
+
     /// (N, 1, classes) one-hot seeds for one class per image.
     static func oneHot(classes: [Int], numClasses: Int) -> [Float] {
         var seeds = [Float](repeating: 0, count: classes.count * numClasses)

@@ -29,9 +29,12 @@ public struct ChannelAffineNode: Node {
                          context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
         let seedsPerImage = context.seedsPerImage
         let gradientShape = inputShape.with(batch: inputShape.batch * seedsPerImage)
+        try context.biasGradients?.receive(gradient: outputGradient, shape: gradientShape, bias: shift)
         let inputGradient = try FloatBuffer(count: gradientShape.count)
         channelAffineBackward(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, scale: scale.pointer,
                               batch: gradientShape.batch, channels: gradientShape.channels, spatial: gradientShape.planeCount)
         return inputGradient
     }
+
+    public var biases: [FloatBuffer] { [shift] }
 }

@@ -25,7 +25,7 @@ public struct ConvNode: Node {
     public func backward(_ outputGradient: FloatBuffer, inputShape: ActivationShape, cache: NodeCache,
                          context: BackwardContext) throws(SwiftCAMError) -> FloatBuffer {
         let seedsPerImage = context.seedsPerImage
-        var gradient = outputGradient
+        var gradient = outputGradient  // (N*K, Cout, Ho, Wo)
         if appliesReLU {
             guard let output = cache.activations.first else { throw .invalidArgument("conv backward without a forward cache") }
             gradient = try FloatBuffer(count: outputGradient.count)
@@ -33,6 +33,13 @@ public struct ConvNode: Node {
             reluBackwardBroadcast(gradient, output: output, images: inputShape.batch, context: context,
                                   imageCount: try outputShape(for: inputShape).imageCount)
         }
+        if let bias = conv.bias, let sink = context.biasGradients {
+            // The gradient at the (pre-ReLU) convolution output.
+            try sink.receive(gradient: gradient, shape: try outputShape(for: inputShape).with(batch: inputShape.batch * seedsPerImage),
+                             bias: bias)
+        }
         return try conv.backwardInput(gradient, inputShape: inputShape.with(batch: inputShape.batch * seedsPerImage))
     }
+
+    public var biases: [FloatBuffer] { conv.bias.map { [$0] } ?? [] }
 }

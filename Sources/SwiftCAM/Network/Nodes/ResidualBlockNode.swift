@@ -66,10 +66,18 @@ public struct ResidualBlockNode: Node {
         sumGradient.pointer.update(from: outputGradient.pointer, count: outputGradient.count)
         reluBackwardBroadcast(sumGradient, output: cache.activations[branch.count - 1], images: images,
                               context: context, imageCount: shapes[branch.count - 1].imageCount)
+        // Biased layers report in reverse module order: the downsample first, then the branch.
+        let sink = context.biasGradients
+        if let sink, let bias = downsample?.bias {
+            try sink.receive(gradient: sumGradient, shape: shapes[branch.count - 1].with(batch: rows), bias: bias)
+        }
         // Down the branch: conv transpose, then the ReLU mask of the step below.
-        var gradient = sumGradient
+        var gradient = sumGradient  // d(score)/d(branch[index] output), (N*K, C, h, w)
         for index in stride(from: branch.count - 1, through: 0, by: -1) {
             let belowShape = index == 0 ? inputShape : shapes[index - 1]
+            if let sink, let bias = branch[index].bias {
+                try sink.receive(gradient: gradient, shape: shapes[index].with(batch: rows), bias: bias)
+            }
             gradient = try branch[index].backwardInput(gradient, inputShape: belowShape.with(batch: rows))
             if index > 0 {
                 reluBackwardBroadcast(gradient, output: cache.activations[index - 1], images: images,
@@ -81,4 +89,7 @@ public struct ResidualBlockNode: Node {
         addForward(output: gradient.pointer, lhs: gradient.pointer, rhs: shortcutGradient.pointer, count: gradient.count, applyReLU: false)
         return gradient
     }
+
+    /// Module order, as torchvision registers them: bn1, bn2, (bn3), downsample.1.
+    public var biases: [FloatBuffer] { branch.compactMap(\.bias) + (downsample?.bias.map { [$0] } ?? []) }
 }
