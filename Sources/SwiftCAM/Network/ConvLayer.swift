@@ -29,7 +29,7 @@ public struct ConvLayer: Sendable {
                         applyReLU: Bool) throws(SwiftCAMError) -> FloatBuffer {
         let outShape = try outputShape(for: inputShape)
         let output = try FloatBuffer(count: outShape.count)
-        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width))
+        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
         conv2dForward(output: output.pointer, input: input.pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) },
                       residual: residual.map { UnsafePointer($0.pointer) },
                       batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
@@ -40,7 +40,7 @@ public struct ConvLayer: Sendable {
     /// The input gradient (B, Cin, H, W) for an output gradient (B, Cout, Ho, Wo), any batch B.
     public func backwardInput(_ outputGradient: FloatBuffer, inputShape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
         let inputGradient = try FloatBuffer(count: inputShape.count)
-        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width))
+        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
         conv2dBackwardInput(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, weight: weight.pointer,
                             batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
                             shape: shape, workspace: workspace.pointer)

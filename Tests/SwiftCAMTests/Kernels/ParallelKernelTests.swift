@@ -73,7 +73,7 @@ final class ParallelKernelTests: XCTestCase {
         let bias = random.floats(64)
         let residual = random.floats(outputCount)
         let outputGradient = random.floats(outputCount)
-        var workspace = [Float](repeating: 0, count: shape.workspaceCount(height: height, width: width))
+        var workspace = [Float](repeating: 0, count: shape.workspaceCount(height: height, width: width, batch: batch))
 
         func forward(residual: [Float]?, applyReLU: Bool) -> [Float] {
             var output = [Float](repeating: .nan, count: outputCount)
@@ -99,6 +99,49 @@ final class ParallelKernelTests: XCTestCase {
             let parallel = withThreads(threads) { (forward(residual: residual, applyReLU: true), backward()) }
             XCTAssertEqual(parallel.0, serial.0, "forward, \(threads) threads")
             XCTAssertEqual(parallel.1, serial.1, "backward, \(threads) threads")
+        }
+    }
+
+    /// Small planes of several images go through one GEMM (Conv2dSideBySide.swift): the result is
+    /// bit-identical to one image at a time, for 3x3 and 1x1 convolutions, with 1 and 2 threads.
+    func testImagesSideBySideEqualOneImageAtATime() {
+        for shape in [Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 3, padding: 1),
+                      Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 1),
+                      Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 3, stride: 2, padding: 1, groups: 2)] {
+            let (batch, height, width) = (5, 9, 8)
+            let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width)!
+            XCTAssertGreaterThan(shape.imagesPerProduct(batch: batch, outputHeight: outputHeight, outputWidth: outputWidth), 1)
+            let inputCount = height * width * 40, outputCount = outputHeight * outputWidth * 24
+            var random = KernelTestRandom(seed: 11)
+            let input = random.floats(batch * inputCount)
+            let weight = random.floats(shape.weightCount, in: -0.2...0.2)
+            let bias = random.floats(24)
+            let residual = random.floats(batch * outputCount)
+            let outputGradient = random.floats(batch * outputCount)
+
+            func run(_ images: Range<Int>) -> (output: [Float], gradient: [Float]) {
+                let count = images.count
+                var workspace = [Float](repeating: .nan, count: shape.workspaceCount(height: height, width: width, batch: count))
+                var output = [Float](repeating: .nan, count: count * outputCount)
+                var gradient = [Float](repeating: .nan, count: count * inputCount)
+                Array(input[images.lowerBound * inputCount..<images.upperBound * inputCount]).withUnsafeBufferPointer { x in
+                    Array(residual[images.lowerBound * outputCount..<images.upperBound * outputCount]).withUnsafeBufferPointer { r in
+                        conv2dForward(output: &output, input: x.baseAddress!, weight: weight, bias: bias, residual: r.baseAddress,
+                                      batch: count, height: height, width: width, shape: shape, applyReLU: true,
+                                      workspace: &workspace)
+                    }
+                }
+                let g = Array(outputGradient[images.lowerBound * outputCount..<images.upperBound * outputCount])
+                conv2dBackwardInput(inputGradient: &gradient, outputGradient: g, weight: weight, batch: count,
+                                    height: height, width: width, shape: shape, workspace: &workspace)
+                return (output, gradient)
+            }
+            for threads in [1, 2] {
+                let together = withThreads(threads) { run(0..<batch) }
+                let separately = withThreads(threads) { (0..<batch).map { run($0..<$0 + 1) } }
+                XCTAssertEqual(together.output, separately.flatMap(\.output), "forward \(shape), \(threads) threads")
+                XCTAssertEqual(together.gradient, separately.flatMap(\.gradient), "backward \(shape), \(threads) threads")
+            }
         }
     }
 }
