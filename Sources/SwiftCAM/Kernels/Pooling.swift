@@ -68,7 +68,9 @@ public func maxPool2dForward(
 /// The larger of two values, NaN winning, as torch's max pool compares.
 @inline(__always)
 private func nanPropagatingMax(_ value: Float, _ best: Float) -> Float {
-    value > best || value.isNaN ? value : best
+    // Two selects rather than `||`, whose branch keeps the loops from being vectorised.
+    let larger = value > best ? value : best
+    return value.isNaN ? value : larger
 }
 
 /// Max pool values only (no argmax), separably: each input row's window maxima, then the maximum
@@ -78,6 +80,15 @@ private func maxPool2dValues(
     input: UnsafePointer<Float>,  // (planes, H, W)
     planes: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, kernel: Int, stride: Int, padding: Int
 ) {
+    // Output columns whose window lies inside the row (no padding in reach).
+    let interior = validOutputRange(offset: -padding, stride: stride, inputSize: width - kernel + 1, outputSize: outputWidth)
+    /// The maximum over the part of output column ox's window inside the row, -infinity if none.
+    func windowMaximum(_ row: UnsafePointer<Float>, ox: Int) -> Float {
+        let left = ox * stride - padding
+        var best = -Float.infinity
+        for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
+        return best
+    }
     forEachRange(of: planes, costPerItem: height * width) { planes in
         let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
         defer { rowMaxima.deallocate() }
@@ -86,12 +97,17 @@ private func maxPool2dValues(
             for y in 0..<height {
                 let row = plane + y * width
                 let destination = rowMaxima + y * outputWidth
-                for ox in 0..<outputWidth {
-                    let left = ox * stride - padding
-                    var best = -Float.infinity
-                    for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
-                    destination[ox] = best
+                for ox in 0..<interior.lowerBound { destination[ox] = windowMaximum(row, ox: ox) }
+                if kernel == 3 {
+                    // ResNet's stem pool: a fixed window the compiler can vectorise.
+                    for ox in interior {
+                        let window = row + ox * stride - padding
+                        destination[ox] = nanPropagatingMax(window[2], nanPropagatingMax(window[1], window[0]))
+                    }
+                } else {
+                    for ox in interior { destination[ox] = windowMaximum(row, ox: ox) }
                 }
+                for ox in interior.upperBound..<outputWidth { destination[ox] = windowMaximum(row, ox: ox) }
             }
             let out = output + planeIndex * outputHeight * outputWidth
             for oy in 0..<outputHeight {
