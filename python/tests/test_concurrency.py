@@ -266,12 +266,7 @@ print("ok")
 def test_set_num_threads_while_other_threads_compute():
     """Changing the thread count while products run neither crashes nor changes results
     (in a child interpreter: a crash there must fail this test, not end the run)."""
-    code = _SET_THREADS_RACE.format(path=str(get_case("basic").weights_path))
-    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code],
-                          capture_output=True, text=True, timeout=120,
-                          env=_child_environment())
-    assert done.returncode == 0 and done.stdout.strip() == "ok", (
-        f"return code {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}")
+    _run_child(_SET_THREADS_RACE.format(path=str(get_case("basic").weights_path)))
 
 
 _FORKED_CHILD = """
@@ -298,7 +293,11 @@ print("ok")
 def test_forked_child_computes_with_its_own_workers():
     """A child forked after the worker pool started (multiprocessing's default on Linux) has
     none of the parent's threads; the pool starts afresh there instead of waiting forever."""
-    code = _FORKED_CHILD.format(path=str(get_case("bottleneck").weights_path))
+    _run_child(_FORKED_CHILD.format(path=str(get_case("bottleneck").weights_path)))
+
+
+def _run_child(code):
+    """Runs code in a child interpreter, which must print "ok" and exit cleanly."""
     done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code],
                           capture_output=True, text=True, timeout=120,
                           env=_child_environment())

@@ -24,12 +24,9 @@ public func conv2dForward(
     workspace: UnsafeMutablePointer<Float>  // see Conv2dShape.workspaceCount
 ) {
     guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
-    let imagesPerProduct = shape.imagesPerProduct(batch: batch, outputHeight: outputHeight, outputWidth: outputWidth)
-    if imagesPerProduct > 1 {
-        for first in stride(from: 0, to: batch, by: imagesPerProduct) {
-            let layout = SideBySideLayout(
-                shape: shape, height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
-                images: first..<min(first + imagesPerProduct, batch))
+    let layouts = SideBySideLayout.layouts(shape: shape, height: height, width: width, batch: batch)
+    if !layouts.isEmpty {
+        for layout in layouts {
             conv2dForwardSideBySide(
                 output: output, input: input, weight: weight, bias: bias, residual: residual, layout: layout,
                 applyReLU: applyReLU, workspace: workspace)
@@ -96,12 +93,9 @@ public func conv2dBackwardInput(
     workspace: UnsafeMutablePointer<Float>  // see Conv2dShape.workspaceCount
 ) {
     guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
-    let imagesPerProduct = shape.imagesPerProduct(batch: batch, outputHeight: outputHeight, outputWidth: outputWidth)
-    if imagesPerProduct > 1 {
-        for first in stride(from: 0, to: batch, by: imagesPerProduct) {
-            let layout = SideBySideLayout(
-                shape: shape, height: height, width: width, outputHeight: outputHeight, outputWidth: outputWidth,
-                images: first..<min(first + imagesPerProduct, batch))
+    let layouts = SideBySideLayout.layouts(shape: shape, height: height, width: width, batch: batch)
+    if !layouts.isEmpty {
+        for layout in layouts {
             conv2dBackwardInputSideBySide(
                 inputGradient: inputGradient, outputGradient: outputGradient, weight: weight, layout: layout,
                 workspace: workspace)

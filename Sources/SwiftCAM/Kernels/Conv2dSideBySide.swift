@@ -22,6 +22,18 @@ struct SideBySideLayout {
     /// Column-matrix rows per input channel (kh * kw).
     var rowsPerChannel: Int { shape.columnRows / groupInChannels }
 
+    /// The groups of images of a batch that share a product, or none when images go one at a time
+    /// (`Conv2dShape.imagesPerProduct` is 1).
+    static func layouts(shape: Conv2dShape, height: Int, width: Int, batch: Int) -> [SideBySideLayout] {
+        guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return [] }
+        let perProduct = shape.imagesPerProduct(batch: batch, outputHeight: outputHeight, outputWidth: outputWidth)
+        guard perProduct > 1 else { return [] }
+        return stride(from: 0, to: batch, by: perProduct).map { first in
+            SideBySideLayout(shape: shape, height: height, width: width, outputHeight: outputHeight,
+                             outputWidth: outputWidth, images: first..<min(first + perProduct, batch))
+        }
+    }
+
     /// Lays out `workspace` (`shape.workspaceCount(height:width:batch:)` floats): the column
     /// matrix, then the product / gathered gradient.
     func split(_ workspace: UnsafeMutablePointer<Float>) -> (columns: UnsafeMutablePointer<Float>, product: UnsafeMutablePointer<Float>) {
