@@ -47,6 +47,12 @@ def median_ms(function, repeats):
     return 1000 * statistics.median(times)
 
 
+#: Seconds of rest before each timed run, on both sides. Both libraries leave worker threads
+#: spinning for a moment after a call (torch's OpenMP pool; swiftcam's for 0.1 ms); without a
+#: pause, a run right after the other library's would share the cores with those threads.
+SETTLE_SECONDS = 0.05
+
+
 def alternating_ms(ours, reference, repeats):
     """Medians of alternating runs, so that machine noise hits both sides alike."""
     ours()
@@ -54,10 +60,12 @@ def alternating_ms(ours, reference, repeats):
         reference()
     ours_times, reference_times = [], []
     for _ in range(repeats):
+        time.sleep(SETTLE_SECONDS)
         start = time.perf_counter()
         ours()
         ours_times.append(time.perf_counter() - start)
         if reference is not None:
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             reference()
             reference_times.append(time.perf_counter() - start)

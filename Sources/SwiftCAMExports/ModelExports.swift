@@ -157,14 +157,14 @@ public func swiftcam_model_last_input_address(_ model: OpaquePointer?) -> Int64 
 
 @c @implementation
 public func swiftcam_set_num_threads(_ n: Int64) -> Int32 {
-    guard n >= 1, n <= 4096 else { return SwiftCAMError.invalidArgument("").statusCode }
-    openblas_set_num_threads(Int32(n))
+    guard n >= 1, n <= Int64(ComputeThreads.maximum) else { return SwiftCAMError.invalidArgument("").statusCode }
+    ComputeThreads.set(Int(n))
     return 0
 }
 
 @c @implementation
 public func swiftcam_get_num_threads() -> Int64 {
-    Int64(openblas_get_num_threads())
+    Int64(ComputeThreads.count)
 }
 
 @c @implementation

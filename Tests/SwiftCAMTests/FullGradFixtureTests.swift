@@ -106,7 +106,9 @@ final class FullGradFixtureTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(worst, 1e-6 * largest)
-        // Each of the K rows equals a single-seed call for that class.
+        // Each of the K rows equals a single-seed call for that class, up to float rounding: N*K
+        // gradient rows run through other product shapes than N (small feature maps of several
+        // rows share one GEMM), which moves sums by an ulp (measured 3e-5 absolute).
         for k in 0..<2 {
             let single = Seeds.oneHot(classes: [Int](repeating: k + 1, count: images), numClasses: classes)
             let alone = try single.withUnsafeBufferPointer {
@@ -115,7 +117,7 @@ final class FullGradFixtureTests: XCTestCase {
             for image in 0..<images {
                 let expected = Array(UnsafeBufferPointer(start: alone.pointer + image * plane, count: plane))
                 let actual = UnsafeBufferPointer(start: UnsafePointer(summed.pointer + (image * 2 + k) * plane), count: plane)
-                XCTAssertEqual(maxAbsDifference(expected, actual), 0, "image \(image), seed \(k)")
+                XCTAssertLessThanOrEqual(maxAbsDifference(expected, actual), 1e-6 * largest, "image \(image), seed \(k)")
             }
         }
     }

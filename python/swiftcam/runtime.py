@@ -1,7 +1,8 @@
-"""Process-wide runtime settings: OpenBLAS's thread pool and the kernels it selected.
+"""Process-wide runtime settings: the engine's thread count and the BLAS kernels it uses.
 
-Debian's OpenBLAS (used by the engine) and NumPy's bundled OpenBLAS are separate libraries with
-separate thread pools; these functions control only the engine's.
+The engine splits each layer's work across its own threads and runs OpenBLAS (Debian's
+library, not NumPy's bundled copy) single-threaded inside them, so the two never oversubscribe
+the cores. NumPy's OpenBLAS has its own pool, which these functions do not touch.
 """
 
 import operator
@@ -26,7 +27,12 @@ def blas_core_name():
 
 
 def set_num_threads(n):
-    """Set the number of threads of the engine's OpenBLAS pool (process-wide), 1 to 4096."""
+    """Set how many threads each engine call may use (process-wide), 1 to 4096.
+
+    The default is OpenBLAS's default (``OPENBLAS_NUM_THREADS``, else the number of cores).
+    At most one thread per core runs at once whatever the count; calls made at the same time
+    from several Python threads share the cores instead of multiplying threads.
+    """
     if isinstance(n, bool):
         raise TypeError("n must be an int")
     n = operator.index(n)
@@ -37,5 +43,5 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads of the engine's OpenBLAS pool."""
+    """How many threads each engine call may use."""
     return _native.get_num_threads()

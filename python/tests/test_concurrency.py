@@ -8,10 +8,10 @@ result must be bit-identical to the sequential one.
 
 Determinism:
 - The same input gives bit-identical outputs on every call.
-- Across OpenBLAS thread counts (swiftcam.set_num_threads 1, 2, 4): measured bit-identical on
-  the development machine (2 cores, OpenBLAS 0.3.21, SkylakeX kernels, inputs up to
-  4 x 3 x 224 x 224): OpenBLAS splits a matrix product over threads by blocks of the output,
-  never along the summed dimension, so every element is summed in the same order. The test
+- Across thread counts (swiftcam.set_num_threads 1, 2, 4): measured bit-identical on the
+  development machine (2 cores, OpenBLAS 0.3.21, SkylakeX kernels, inputs up to
+  4 x 3 x 224 x 224): swiftcam splits a matrix product over threads by blocks of output rows or
+  columns, never along the summed dimension, so every element is summed in the same order. The test
   allows a stated tolerance of 1e-6 x max |value| (logits, gradients) and 1e-6 absolute
   (heatmaps in [0, 1]) so that a BLAS build that does split sums still passes, and reports
   whether the results were identical.
@@ -264,9 +264,40 @@ print("ok")
 
 
 def test_set_num_threads_while_other_threads_compute():
-    """Resizing OpenBLAS's pool while products run neither crashes nor changes results
+    """Changing the thread count while products run neither crashes nor changes results
     (in a child interpreter: a crash there must fail this test, not end the run)."""
-    code = _SET_THREADS_RACE.format(path=str(get_case("basic").weights_path))
+    _run_child(_SET_THREADS_RACE.format(path=str(get_case("basic").weights_path)))
+
+
+_FORKED_CHILD = """
+import multiprocessing, numpy as np, swiftcam
+model = swiftcam.load({path!r})
+swiftcam.set_num_threads(2)
+x = np.random.default_rng(14).standard_normal((2, 3, 96, 96), dtype=np.float32)
+expected = model(x)  # starts the worker pool in the parent
+
+def child(queue):
+    queue.put(bool(np.array_equal(model(x), expected)))
+
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+process = context.Process(target=child, args=(queue,))
+process.start()
+process.join(60)
+assert process.exitcode == 0, process.exitcode
+assert queue.get(timeout=5)
+print("ok")
+"""
+
+
+def test_forked_child_computes_with_its_own_workers():
+    """A child forked after the worker pool started (multiprocessing's default on Linux) has
+    none of the parent's threads; the pool starts afresh there instead of waiting forever."""
+    _run_child(_FORKED_CHILD.format(path=str(get_case("bottleneck").weights_path)))
+
+
+def _run_child(code):
+    """Runs code in a child interpreter, which must print "ok" and exit cleanly."""
     done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code],
                           capture_output=True, text=True, timeout=120,
                           env=_child_environment())

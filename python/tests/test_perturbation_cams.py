@@ -206,10 +206,15 @@ def test_top_k_equals_single_class_maps(basic, basic_model, cls):
     assert heatmaps.shape == (2, 3, 67, 45) and classes.shape == (2, 3)
     logits = basic_model(basic.input)
     np.testing.assert_array_equal(classes, np.argsort(-logits, axis=1, kind="stable")[:, :3])
+    # The masked / ablated copies run in batches of another size than for one class, and a batch's
+    # products have other shapes (small feature maps side by side), so scores agree to float
+    # rounding only; AblationCAM's weights (score - ablated score) / score amplify that
+    # (measured 3.3e-6), ScoreCAM's softmax does not (measured < 1e-6).
+    tolerance = 1e-5 if cls is AblationCAM else 1e-6
     for n in range(2):
         for j in range(3):
             single = cam(basic.input[n:n + 1], [int(classes[n, j])])[0]
-            assert np.abs(single - heatmaps[n, j]).max() <= 1e-6
+            assert np.abs(single - heatmaps[n, j]).max() <= tolerance
 
 
 class _RecordingHandle:

@@ -13,7 +13,8 @@
  * - A swiftcam_model is immutable after loading. Any number of threads may call functions on the
  *   same model at once; each call uses its own workspace.
  * - A swiftcam_trace belongs to one thread at a time (it is not locked).
- * - Matrix products run on OpenBLAS's thread pool (swiftcam_set_num_threads).
+ * - Each call splits its work across swiftcam_get_num_threads() threads (OpenBLAS itself runs
+ *   single-threaded inside them, so the two never oversubscribe the cores).
  */
 #ifndef SWIFTCAM_H
 #define SWIFTCAM_H
@@ -218,8 +219,9 @@ swiftcam_status swiftcam_trace_fullgrad(const swiftcam_trace *trace, const float
  * Runtime
  * ------------------------------------------------------------------------------------------- */
 
-/* Threads of OpenBLAS's pool (process-wide), 1 to 4096; anything else is
-   SWIFTCAM_STATUS_INVALID_ARGUMENT. */
+/* Threads each call may use (process-wide), 1 to 4096; anything else is
+   SWIFTCAM_STATUS_INVALID_ARGUMENT. The default is OpenBLAS's (OPENBLAS_NUM_THREADS, else the
+   number of cores); from the first call on, OpenBLAS's own pool is set to one thread. */
 swiftcam_status swiftcam_set_num_threads(int64_t n);
 int64_t swiftcam_get_num_threads(void);
 /* The CPU kernel family OpenBLAS selected, e.g. "SkylakeX" or "Prescott". */

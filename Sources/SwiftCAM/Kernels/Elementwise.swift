@@ -1,5 +1,5 @@
 // Elementwise: residual addition and per-channel affine maps (batch norm in eval mode) for NCHW
-// Float32 tensors, with optional fused ReLU, and the channel-bias pass that conv2dForward ends with.
+// Float32 tensors, with optional fused ReLU, and the bias/residual/ReLU pass that ends conv2dForward.
 
 /// Computes `output = lhs + rhs`, then `max(output, 0)` when `applyReLU` is set.
 ///
@@ -10,10 +10,12 @@ public func addForward(
     rhs: UnsafePointer<Float>,  // (count)
     count: Int, applyReLU: Bool
 ) {
-    if applyReLU {
-        for i in 0..<count { output[i] = max(lhs[i] + rhs[i], 0) }
-    } else {
-        for i in 0..<count { output[i] = lhs[i] + rhs[i] }
+    forEachRange(of: count, costPerItem: 1, alignment: 16) { range in
+        if applyReLU {
+            for i in range { output[i] = max(lhs[i] + rhs[i], 0) }
+        } else {
+            for i in range { output[i] = lhs[i] + rhs[i] }
+        }
     }
 }
 
@@ -54,27 +56,31 @@ public func channelAffineBackward(
     }
 }
 
-/// Adds `bias[c]` to every element of channel `c` in place (nothing when `bias` is nil), then
-/// applies `max(x, 0)` when `applyReLU` is set: one pass over the output of a GEMM.
-func addChannelBias(
+/// The pass that ends conv2dForward, on channels `channels` of its GEMM output, in place:
+/// `x = x + bias[c]`, then `+ residual`, then `max(x, 0)` when `applyReLU` is set, each step
+/// optional (`bias` and `residual` may be nil). The additions keep this order, so a block's
+/// output rounds exactly as conv, bias, then shortcut addition in separate passes would.
+func convolutionEpilogue(
     _ values: UnsafeMutablePointer<Float>,  // (C, spatial)
+    channels: Range<Int>, spatial: Int,
     bias: UnsafePointer<Float>?,  // (C)
-    channels: Int, spatial: Int, applyReLU: Bool
+    residual: UnsafePointer<Float>?,  // (C, spatial)
+    applyReLU: Bool
 ) {
-    switch (bias, applyReLU) {
-    case (nil, false):
-        return
-    case (nil, true):
-        reluForward(output: values, input: values, count: channels * spatial)
-    case (let bias?, false):
-        for channel in 0..<channels {
-            let b = bias[channel], plane = values + channel * spatial
-            for i in 0..<spatial { plane[i] += b }
-        }
-    case (let bias?, true):
-        for channel in 0..<channels {
-            let b = bias[channel], plane = values + channel * spatial
+    for channel in channels {
+        let plane = values + channel * spatial
+        let b = bias?[channel] ?? 0  // without a bias, adding 0 changes at most the sign of a zero
+        switch (residual, applyReLU) {
+        case (let residual?, true):
+            let shortcut = residual + channel * spatial
+            for i in 0..<spatial { plane[i] = max((plane[i] + b) + shortcut[i], 0) }
+        case (let residual?, false):
+            let shortcut = residual + channel * spatial
+            for i in 0..<spatial { plane[i] = (plane[i] + b) + shortcut[i] }
+        case (nil, true):
             for i in 0..<spatial { plane[i] = max(plane[i] + b, 0) }
+        case (nil, false):
+            if bias != nil { for i in 0..<spatial { plane[i] += b } }
         }
     }
 }

@@ -36,28 +36,30 @@ public func maxPool2dForward(
                         outputHeight: outputHeight, outputWidth: outputWidth, kernel: kernel, stride: stride, padding: padding)
         return
     }
-    for planeIndex in 0..<batch * channels {
-        let plane = input + planeIndex * height * width
-        let destination = output + planeIndex * outputPlane
-        for oy in 0..<outputHeight {
-            let top = oy * stride - padding
-            let rows = max(top, 0)..<min(top + kernel, height)
-            for ox in 0..<outputWidth {
-                let left = ox * stride - padding
-                let cols = max(left, 0)..<min(left + kernel, width)
-                var best = -Float.infinity
-                var bestIndex = rows.lowerBound * width + cols.lowerBound
-                for y in rows {
-                    for x in cols {
-                        let value = plane[y * width + x]
-                        if value > best || value.isNaN {
-                            best = value
-                            bestIndex = y * width + x
+    forEachRange(of: batch * channels, costPerItem: height * width) { planes in
+        for planeIndex in planes {
+            let plane = input + planeIndex * height * width
+            let destination = output + planeIndex * outputPlane
+            for oy in 0..<outputHeight {
+                let top = oy * stride - padding
+                let rows = max(top, 0)..<min(top + kernel, height)
+                for ox in 0..<outputWidth {
+                    let left = ox * stride - padding
+                    let cols = max(left, 0)..<min(left + kernel, width)
+                    var best = -Float.infinity
+                    var bestIndex = rows.lowerBound * width + cols.lowerBound
+                    for y in rows {
+                        for x in cols {
+                            let value = plane[y * width + x]
+                            if value > best || value.isNaN {
+                                best = value
+                                bestIndex = y * width + x
+                            }
                         }
                     }
+                    destination[oy * outputWidth + ox] = best
+                    indices[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
                 }
-                destination[oy * outputWidth + ox] = best
-                indices[planeIndex * outputPlane + oy * outputWidth + ox] = Int32(truncatingIfNeeded: bestIndex)
             }
         }
     }
@@ -66,7 +68,9 @@ public func maxPool2dForward(
 /// The larger of two values, NaN winning, as torch's max pool compares.
 @inline(__always)
 private func nanPropagatingMax(_ value: Float, _ best: Float) -> Float {
-    value > best || value.isNaN ? value : best
+    // Two selects rather than `||`, whose branch keeps the loops from being vectorised.
+    let larger = value > best ? value : best
+    return value.isNaN ? value : larger
 }
 
 /// Max pool values only (no argmax), separably: each input row's window maxima, then the maximum
@@ -76,28 +80,44 @@ private func maxPool2dValues(
     input: UnsafePointer<Float>,  // (planes, H, W)
     planes: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int, kernel: Int, stride: Int, padding: Int
 ) {
-    let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
-    defer { rowMaxima.deallocate() }
-    for planeIndex in 0..<planes {
-        let plane = input + planeIndex * height * width
-        for y in 0..<height {
-            let row = plane + y * width
-            let destination = rowMaxima + y * outputWidth
-            for ox in 0..<outputWidth {
-                let left = ox * stride - padding
-                var best = -Float.infinity
-                for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
-                destination[ox] = best
+    // Output columns whose window lies inside the row (no padding in reach).
+    let interior = validOutputRange(offset: -padding, stride: stride, inputSize: width - kernel + 1, outputSize: outputWidth)
+    /// The maximum over the part of output column ox's window inside the row, -infinity if none.
+    func windowMaximum(_ row: UnsafePointer<Float>, ox: Int) -> Float {
+        let left = ox * stride - padding
+        var best = -Float.infinity
+        for x in max(left, 0)..<min(left + kernel, width) { best = nanPropagatingMax(row[x], best) }
+        return best
+    }
+    forEachRange(of: planes, costPerItem: height * width) { planes in
+        let rowMaxima = UnsafeMutablePointer<Float>.allocate(capacity: height * outputWidth)  // (H, Wo)
+        defer { rowMaxima.deallocate() }
+        for planeIndex in planes {
+            let plane = input + planeIndex * height * width
+            for y in 0..<height {
+                let row = plane + y * width
+                let destination = rowMaxima + y * outputWidth
+                for ox in 0..<interior.lowerBound { destination[ox] = windowMaximum(row, ox: ox) }
+                if kernel == 3 {
+                    // ResNet's stem pool: a fixed window the compiler can vectorise.
+                    for ox in interior {
+                        let window = row + ox * stride - padding
+                        destination[ox] = nanPropagatingMax(window[2], nanPropagatingMax(window[1], window[0]))
+                    }
+                } else {
+                    for ox in interior { destination[ox] = windowMaximum(row, ox: ox) }
+                }
+                for ox in interior.upperBound..<outputWidth { destination[ox] = windowMaximum(row, ox: ox) }
             }
-        }
-        let out = output + planeIndex * outputHeight * outputWidth
-        for oy in 0..<outputHeight {
-            let top = oy * stride - padding
-            let destination = out + oy * outputWidth
-            destination.update(repeating: -Float.infinity, count: outputWidth)
-            for y in max(top, 0)..<min(top + kernel, height) {
-                let source = rowMaxima + y * outputWidth
-                for ox in 0..<outputWidth { destination[ox] = nanPropagatingMax(source[ox], destination[ox]) }
+            let out = output + planeIndex * outputHeight * outputWidth
+            for oy in 0..<outputHeight {
+                let top = oy * stride - padding
+                let destination = out + oy * outputWidth
+                destination.update(repeating: -Float.infinity, count: outputWidth)
+                for y in max(top, 0)..<min(top + kernel, height) {
+                    let source = rowMaxima + y * outputWidth
+                    for ox in 0..<outputWidth { destination[ox] = nanPropagatingMax(source[ox], destination[ox]) }
+                }
             }
         }
     }

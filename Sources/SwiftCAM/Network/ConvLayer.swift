@@ -24,12 +24,14 @@ public struct ConvLayer: Sendable {
         return ActivationShape(batch: input.batch, channels: shape.outChannels, height: size.height, width: size.width)
     }
 
-    /// output (N, Cout, Ho, Wo) = [relu](conv(input (N, Cin, H, W)) + bias).
-    public func forward(_ input: FloatBuffer, shape inputShape: ActivationShape, applyReLU: Bool) throws(SwiftCAMError) -> FloatBuffer {
+    /// output (N, Cout, Ho, Wo) = [relu](conv(input (N, Cin, H, W)) + bias [+ residual (N, Cout, Ho, Wo)]).
+    public func forward(_ input: FloatBuffer, shape inputShape: ActivationShape, adding residual: FloatBuffer? = nil,
+                        applyReLU: Bool) throws(SwiftCAMError) -> FloatBuffer {
         let outShape = try outputShape(for: inputShape)
         let output = try FloatBuffer(count: outShape.count)
-        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width))
+        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
         conv2dForward(output: output.pointer, input: input.pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+                      residual: residual.map { UnsafePointer($0.pointer) },
                       batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
                       shape: shape, applyReLU: applyReLU, workspace: workspace.pointer)
         return output
@@ -38,7 +40,7 @@ public struct ConvLayer: Sendable {
     /// The input gradient (B, Cin, H, W) for an output gradient (B, Cout, Ho, Wo), any batch B.
     public func backwardInput(_ outputGradient: FloatBuffer, inputShape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
         let inputGradient = try FloatBuffer(count: inputShape.count)
-        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width))
+        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
         conv2dBackwardInput(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, weight: weight.pointer,
                             batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
                             shape: shape, workspace: workspace.pointer)

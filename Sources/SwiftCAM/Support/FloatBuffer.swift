@@ -1,5 +1,5 @@
 // FloatBuffer: an owned, 64-byte-aligned block of Float32 used for every activation, gradient and
-// weight in the engine. A class so that buffers can be shared (e.g. a layer's output is also the
+// weight in the engine. Large blocks are recycled through BlockCache. A class so that buffers can be shared (e.g. a layer's output is also the
 // next layer's input and a trace's saved activation) without copies.
 
 #if canImport(Glibc)
@@ -14,6 +14,8 @@ public final class FloatBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     /// False for a view of memory someone else owns (a caller's input array).
     private let ownsMemory: Bool
+    /// Bytes allocated (owned buffers only).
+    private let bytes: Int
 
     /// Allocates `count` floats, or throws `SwiftCAMError.outOfMemory` instead of trapping.
     public init(count: Int) throws(SwiftCAMError) {
@@ -22,11 +24,15 @@ public final class FloatBuffer: @unchecked Sendable {
         guard !overflow, bytes <= Int.max / 2 else {
             throw .outOfMemory("cannot allocate \(count) floats")
         }
-        var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            throw .outOfMemory("cannot allocate \(bytes) bytes")
+        var raw = BlockCache.take(bytes: bytes)
+        if raw == nil {
+            guard posix_memalign(&raw, 64, bytes) == 0, raw != nil else {
+                throw .outOfMemory("cannot allocate \(bytes) bytes")
+            }
         }
+        guard let raw else { throw .outOfMemory("cannot allocate \(bytes) bytes") }
         self.count = count
+        self.bytes = bytes
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.ownsMemory = true
     }
@@ -37,6 +43,7 @@ public final class FloatBuffer: @unchecked Sendable {
         self.count = count
         self.pointer = UnsafeMutablePointer(mutating: pointer)
         self.ownsMemory = false
+        self.bytes = 0
     }
 
     /// Allocates a buffer holding a copy of `values`.
@@ -53,7 +60,7 @@ public final class FloatBuffer: @unchecked Sendable {
         }
     }
 
-    deinit { if ownsMemory { free(pointer) } }
+    deinit { if ownsMemory { BlockCache.give(UnsafeMutableRawPointer(pointer), bytes: bytes) } }
 
     public var buffer: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(start: pointer, count: count)

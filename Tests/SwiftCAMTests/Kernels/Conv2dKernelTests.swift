@@ -61,7 +61,7 @@ final class Conv2dKernelTests: XCTestCase {
     ) -> [Float] {
         let (outputHeight, outputWidth) = c.shape.outputSize(height: c.height, width: c.width)!
         let outputCount = c.batch * c.shape.outChannels * outputHeight * outputWidth
-        let workspaceCount = c.shape.workspaceCount(height: c.height, width: c.width)
+        let workspaceCount = c.shape.workspaceCount(height: c.height, width: c.width, batch: c.batch)
         var output = [Float](repeating: .nan, count: outputCount + guardCount)
         var workspace = [Float](repeating: sentinel, count: workspaceCount + guardCount)
         output.withUnsafeMutableBufferPointer { output in
@@ -86,7 +86,7 @@ final class Conv2dKernelTests: XCTestCase {
         file: StaticString = #filePath, line: UInt = #line
     ) -> [Float] {
         let inputCount = c.batch * c.shape.inChannels * c.height * c.width
-        let workspaceCount = c.shape.workspaceCount(height: c.height, width: c.width)
+        let workspaceCount = c.shape.workspaceCount(height: c.height, width: c.width, batch: c.batch)
         var gradient = [Float](repeating: .nan, count: inputCount + guardCount)
         var workspace = [Float](repeating: sentinel, count: workspaceCount + guardCount)
         conv2dBackwardInput(
@@ -163,21 +163,29 @@ final class Conv2dKernelTests: XCTestCase {
         XCTAssert(stem.outputSize(height: 224, width: 224)! == (112, 112))
         XCTAssertEqual(stem.weightCount, 64 * 3 * 49)
         // Banded: at least one output row of the column matrix, less than all of it.
-        let stemWorkspace = stem.workspaceCount(height: 224, width: 224)
+        let stemWorkspace = stem.workspaceCount(height: 224, width: 224, batch: 1)
         XCTAssert(stemWorkspace % (3 * 49 * 112) == 0 && stemWorkspace < 3 * 49 * 112 * 112, "\(stemWorkspace)")
         let small = Conv2dShape(inChannels: 3, outChannels: 4, kernelSize: 3, padding: 1)
-        XCTAssertEqual(small.workspaceCount(height: 10, width: 9), 27 * 10 * 9)
+        XCTAssertEqual(small.workspaceCount(height: 10, width: 9, batch: 1), 27 * 10 * 9)
         let pointwise = Conv2dShape(inChannels: 256, outChannels: 64, kernelSize: 1, groups: 4)
-        XCTAssertEqual(pointwise.workspaceCount(height: 56, width: 56), 0)
+        XCTAssertEqual(pointwise.workspaceCount(height: 56, width: 56, batch: 1), 0)
         XCTAssertEqual(pointwise.weightCount, 64 * 64)
         let downsample = Conv2dShape(inChannels: 256, outChannels: 512, kernelSize: 1, stride: 2)
         XCTAssert(downsample.outputSize(height: 56, width: 55)! == (28, 28))
-        let downsampleWorkspace = downsample.workspaceCount(height: 56, width: 56)
+        let downsampleWorkspace = downsample.workspaceCount(height: 56, width: 56, batch: 1)
         XCTAssert(downsampleWorkspace % (256 * 28) == 0 && downsampleWorkspace <= 256 * 28 * 28, "\(downsampleWorkspace)")
         let dilated = Conv2dShape(inChannels: 1, outChannels: 1, kernelSize: 3, dilation: 2)
         XCTAssert(dilated.outputSize(height: 5, width: 6)! == (1, 2))
         XCTAssertNil(dilated.outputSize(height: 4, width: 6))
-        XCTAssertEqual(dilated.workspaceCount(height: 4, width: 6), 0)
+        XCTAssertEqual(dilated.workspaceCount(height: 4, width: 6, batch: 1), 0)
+        // Small planes of several images share one product: 7x7 planes, 11 images for 512 columns.
+        let layer4 = Conv2dShape(inChannels: 512, outChannels: 512, kernelSize: 3, padding: 1)
+        XCTAssertEqual(layer4.imagesPerProduct(batch: 8, outputHeight: 7, outputWidth: 7), 8)
+        XCTAssertEqual(layer4.imagesPerProduct(batch: 20, outputHeight: 7, outputWidth: 7), 11)
+        XCTAssertEqual(layer4.imagesPerProduct(batch: 1, outputHeight: 7, outputWidth: 7), 1)
+        XCTAssertEqual(layer4.imagesPerProduct(batch: 8, outputHeight: 28, outputWidth: 28), 1)
+        XCTAssertEqual(layer4.workspaceCount(height: 7, width: 7, batch: 8), (512 * 9 + 512) * 8 * 49)
+        XCTAssertEqual(pointwise.workspaceCount(height: 7, width: 7, batch: 3), (64 + 16) * 3 * 49)
         XCTAssert(stem.isValid)
         XCTAssertFalse(Conv2dShape(inChannels: 6, outChannels: 4, kernelSize: 3, groups: 4).isValid)
         XCTAssertFalse(Conv2dShape(inChannels: 4, outChannels: 4, kernelSize: 3, stride: 0).isValid)

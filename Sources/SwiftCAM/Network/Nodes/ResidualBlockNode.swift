@@ -1,6 +1,7 @@
 // ResidualBlockNode: a ResNet block, out = relu(branch(x) + shortcut(x)). The branch is a chain of
 // batch-norm-folded convolutions with ReLU between them (two for BasicBlock, three for Bottleneck);
 // the shortcut is the identity or a folded 1x1 "downsample" convolution.
+// The last branch convolution adds the shortcut and applies the ReLU in its own epilogue.
 // The forward cache keeps each branch ReLU output and the block output: the backward masks.
 
 public struct ResidualBlockNode: Node {
@@ -33,18 +34,18 @@ public struct ResidualBlockNode: Node {
     }
 
     public func forward(_ input: FloatBuffer, shape: ActivationShape, cache: NodeCache?) throws(SwiftCAMError) -> FloatBuffer {
-        let outShape = try outputShape(for: shape)
+        _ = try outputShape(for: shape)  // the branch and shortcut shapes agree
+        let shortcut = try downsample?.forward(input, shape: shape, applyReLU: false) ?? input  // (N, Cout, Ho, Wo)
         var current = input
         var currentShape = shape
         var saved: [FloatBuffer] = []
         for (index, conv) in branch.enumerated() {
+            // The last convolution adds the shortcut and applies the block's ReLU in its epilogue.
             let isLast = index == branch.count - 1
-            current = try conv.forward(current, shape: currentShape, applyReLU: !isLast)
+            current = try conv.forward(current, shape: currentShape, adding: isLast ? shortcut : nil, applyReLU: true)
             currentShape = try conv.outputShape(for: currentShape)
             if !isLast { saved.append(current) }
         }
-        let shortcut = try downsample?.forward(input, shape: shape, applyReLU: false) ?? input
-        addForward(output: current.pointer, lhs: current.pointer, rhs: shortcut.pointer, count: outShape.count, applyReLU: true)
         if let cache {
             cache.activations = saved + [current]
         }
