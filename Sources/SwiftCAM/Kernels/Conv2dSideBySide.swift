@@ -2,8 +2,9 @@
 // stages of a ResNet: 14x14, 7x7) one image's product is narrow and packing the weights for it
 // costs more than the product; putting the images' column matrices side by side packs the
 // weights once per group of images. conv2dForward / conv2dBackwardInput call these when
-// `Conv2dShape.imagesPerProduct` is above 1; results equal the per-image path exactly (each
-// output element is the same dot product, summed in the same order).
+// `Conv2dShape.imagesPerProduct` is above 1. Results equal the per-image path up to float
+// rounding: each output element is the same dot product, but OpenBLAS's SkylakeX kernels may
+// round a wider product differently (1 ulp).
 
 /// Where the side-by-side kernels work: the shared column matrix and the product next to it.
 struct SideBySideLayout {
