@@ -33,12 +33,14 @@ final class WorkerPool: @unchecked Sendable {
     private let partCount = Atomic<Int>(0)
     private var workerCount = 0  // touched only by the caller holding `busy`
 
-    private var sleepLock = pthread_mutex_t()
-    private var wakeUp = pthread_cond_t()
+    // Allocated, not stored properties: pthread objects must not move, and `&property` only
+    // promises a pointer for the duration of a call.
+    private let sleepLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wakeUp = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     private init() {
-        pthread_mutex_init(&sleepLock, nil)
-        pthread_cond_init(&wakeUp, nil)
+        pthread_mutex_init(sleepLock, nil)
+        pthread_cond_init(wakeUp, nil)
         // A forked child has none of the parent's threads: start again with no workers.
         pthread_atfork(nil, nil, { WorkerPool.shared.resetAfterFork() })
     }
@@ -67,9 +69,9 @@ final class WorkerPool: @unchecked Sendable {
                 bodyAddress.store(Int(bitPattern: UnsafeRawPointer(pointer)), ordering: .sequentiallyConsistent)
                 let generation = previous + 2
                 ticket.store(generation << Self.partBits, ordering: .sequentiallyConsistent)
-                pthread_mutex_lock(&sleepLock)
-                pthread_cond_broadcast(&wakeUp)
-                pthread_mutex_unlock(&sleepLock)
+                pthread_mutex_lock(sleepLock)
+                pthread_cond_broadcast(wakeUp)
+                pthread_mutex_unlock(sleepLock)
                 runClaimedParts(generation: generation, parts: parts, body: pointer)
                 var spins = 0
                 while completedParts.load(ordering: .acquiring) < parts {
@@ -99,9 +101,13 @@ final class WorkerPool: @unchecked Sendable {
     private func startWorkers(upTo count: Int) {
         while workerCount < count {
             var thread = pthread_t()
-            let context = Unmanaged.passRetained(self)
+            // The generation before the step about to be published: a worker that reads it only once
+            // running could otherwise take that step for one it has already seen, and miss it.
+            let start = WorkerStart(pool: self, seen: ticket.load(ordering: .sequentiallyConsistent) >> Self.partBits)
+            let context = Unmanaged.passRetained(start)
             let status = pthread_create(&thread, nil, { raw in
-                Unmanaged<WorkerPool>.fromOpaque(raw!).takeRetainedValue().workerLoop()
+                let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
+                start.pool.workerLoop(seen: start.seen)
             }, context.toOpaque())
             guard status == 0 else {
                 context.release()
@@ -112,19 +118,19 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private func workerLoop() -> Never {
-        var seen = ticket.load(ordering: .acquiring) >> Self.partBits
+    private func workerLoop(seen initial: Int) -> Never {
+        var seen = initial
         while true {
             var spins = 0
             var generation = ticket.load(ordering: .acquiring) >> Self.partBits
             while generation == seen {
                 spins += 1
                 if spins >= Self.spinLimit {
-                    pthread_mutex_lock(&sleepLock)
+                    pthread_mutex_lock(sleepLock)
                     while ticket.load(ordering: .acquiring) >> Self.partBits == seen {
-                        pthread_cond_wait(&wakeUp, &sleepLock)
+                        pthread_cond_wait(wakeUp, sleepLock)
                     }
-                    pthread_mutex_unlock(&sleepLock)
+                    pthread_mutex_unlock(sleepLock)
                     spins = 0
                 }
                 generation = ticket.load(ordering: .acquiring) >> Self.partBits
@@ -142,8 +148,19 @@ final class WorkerPool: @unchecked Sendable {
     private func resetAfterFork() {
         workerCount = 0
         busy.store(false, ordering: .relaxed)
-        pthread_mutex_init(&sleepLock, nil)
-        pthread_cond_init(&wakeUp, nil)
+        pthread_mutex_init(sleepLock, nil)
+        pthread_cond_init(wakeUp, nil)
     }
 }
 
+/// What a new worker thread starts from, passed through pthread_create's context pointer.
+private final class WorkerStart {
+    let pool: WorkerPool
+    /// The last generation published before the worker was created.
+    let seen: Int
+
+    init(pool: WorkerPool, seen: Int) {
+        self.pool = pool
+        self.seen = seen
+    }
+}

@@ -3,7 +3,9 @@
 // enough to be split give bit-identical results for every thread count, fused residual included.
 
 import Dispatch
+import Glibc
 @testable import SwiftCAM
+import Synchronization
 import XCTest
 
 final class ParallelKernelTests: XCTestCase {
@@ -27,6 +29,29 @@ final class ParallelKernelTests: XCTestCase {
                 }
             }
             XCTAssertEqual(runs, [Int](repeating: 1, count: parts * 3), "parts \(parts)")
+        }
+    }
+
+    /// Idle workers sleep after about 0.1 ms; the next step must wake one so that its two parts
+    /// run at the same time (each part waits, up to 2 s, until the other has started).
+    func testASleepingWorkerWakesForTheNextStep() throws {
+        try XCTSkipIf(WorkerPool.shared.maximumWorkers < 1, "one core: no workers")
+        try withThreads(2) {
+            for _ in 0..<3 {
+                usleep(20_000)
+                let started = Atomic<Int>(0)
+                let overlapped = Atomic<Int>(0)
+                parallelFor(2) { _ in
+                    started.add(1, ordering: .sequentiallyConsistent)
+                    let deadline = DispatchTime.now().uptimeNanoseconds + 2_000_000_000
+                    while started.load(ordering: .sequentiallyConsistent) < 2,
+                          DispatchTime.now().uptimeNanoseconds < deadline {}
+                    if started.load(ordering: .sequentiallyConsistent) == 2 {
+                        overlapped.add(1, ordering: .sequentiallyConsistent)
+                    }
+                }
+                XCTAssertEqual(overlapped.load(ordering: .sequentiallyConsistent), 2, "the parts did not run concurrently")
+            }
         }
     }
 
