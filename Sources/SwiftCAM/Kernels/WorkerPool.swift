@@ -1,5 +1,5 @@
-// WorkerPool: persistent threads that run the parts of one parallel step at a time, with the
-// calling thread taking part 0. Kernels hand over hundreds of short steps per forward pass
+// WorkerPool: persistent threads that run the parts of one parallel step at a time, the calling
+// thread claiming parts alongside them. Kernels hand over hundreds of short steps per forward pass
 // (a band's im2col, its GEMM, the bias pass), so waking a sleeping thread for each (as Dispatch
 // does) costs more than it saves: workers spin briefly between steps and only then sleep.
 // A caller that finds the pool busy (another Python thread, or a nested step) runs its parts
