@@ -24,9 +24,15 @@ enum BlockCache {
 
     private static let state = Mutex(State())
 
+    /// The process whose blocks these are. A child forked while another thread held the lock
+    /// would wait on it forever, so a forked child bypasses the cache (plain malloc and free).
+    private static let owner = getpid()
+
+    private static var usable: Bool { getpid() == owner }
+
     /// A cached block of exactly `bytes`, or nil.
     static func take(bytes: Int) -> UnsafeMutableRawPointer? {
-        guard bytes >= minimumBytes else { return nil }
+        guard bytes >= minimumBytes, usable else { return nil }
         let address = state.withLock { state -> Int? in
             guard let address = state.blocks[bytes]?.popLast() else { return nil }
             state.totalBytes -= bytes
@@ -38,7 +44,7 @@ enum BlockCache {
     /// Keeps `block` (of `bytes`) for reuse, or frees it when the cache is full or it is small.
     static func give(_ block: UnsafeMutableRawPointer, bytes: Int) {
         let address = Int(bitPattern: block)
-        let kept = bytes >= minimumBytes && state.withLock { state in
+        let kept = bytes >= minimumBytes && usable && state.withLock { state in
             guard state.totalBytes + bytes <= capacityBytes else { return false }
             state.blocks[bytes, default: []].append(address)
             state.totalBytes += bytes
