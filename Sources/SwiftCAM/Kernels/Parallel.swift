@@ -24,7 +24,6 @@ public enum ComputeThreads {
     /// Sets the count; values outside 1...maximum are clamped. Also puts OpenBLAS back to one
     /// thread, in case something else in the process changed it.
     public static func set(_ count: Int) {
-        _ = Self.count
         openblas_set_num_threads(1)
         storage.store(min(max(count, 1), maximum), ordering: .relaxed)
     }
@@ -60,7 +59,7 @@ func chunk(_ index: Int, of parts: Int, count: Int, alignment: Int = 1) -> Range
 
 /// How many parts a piece of work of `cost` (roughly, floats touched or multiply-adds) is worth
 /// splitting into: one below `minimumCostPerPart` per part, so that tiny layers do not pay the
-/// hand-off to another thread (tens of microseconds).
+/// hand-off to another thread (microseconds, more when a worker has gone to sleep).
 @inline(__always)
 func partCount(cost: Int, minimumCostPerPart: Int) -> Int {
     max(1, min(ComputeThreads.count, cost / max(1, minimumCostPerPart)))
