@@ -47,9 +47,10 @@ def median_ms(function, repeats):
     return 1000 * statistics.median(times)
 
 
-#: Seconds of rest before each timed run, on both sides. Both libraries leave worker threads
-#: spinning for a moment after a call (torch's OpenMP pool; swiftcam's for 0.1 ms); without a
-#: pause, a run right after the other library's would share the cores with those threads.
+#: Seconds of rest before each timed run, on both sides (--rest). Both libraries leave worker
+#: threads spinning after a call (swiftcam's for 0.1 ms; torch's OpenMP pool for longer: a
+#: swiftcam pass 50 ms after a torch pass is still ~15% slower, 0.5 s after it is not, see
+#: benchmarks/after_torch.py); without a rest, a run would share the cores with those threads.
 SETTLE_SECONDS = 0.05
 
 
@@ -205,18 +206,22 @@ def rss_child(side, arch, batch, weights):
 
 
 def main():
+    global SETTLE_SECONDS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", default="resnet18,resnet50")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rest", type=float, default=SETTLE_SECONDS,
+                        help="seconds of rest before each timed run (default %(default)s)")
     parser.add_argument("--scaling", action="store_true", help="also time batch and input-size scaling")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS in fresh processes")
     parser.add_argument("--no-timing", action="store_true", help="skip the timing tables")
     parser.add_argument("--rss-child", choices=["swiftcam", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SETTLE_SECONDS = args.rest
     archs = args.archs.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     swiftcam.set_num_threads(args.threads)
