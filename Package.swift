@@ -1,5 +1,6 @@
 // swift-tools-version: 6.0
 // swiftcam: a Grad-CAM engine for ResNets. The pure-Swift core (SwiftCAM) sits on OpenBLAS;
+// CGemmKernel is its AVX-512 matrix-product micro-kernel (C, for the intrinsics);
 // SwiftCAMExports exposes it through the C ABI declared in Sources/CSwiftCAM/include/swiftcam.h
 // and is built as the dynamic library libswiftcam.so that the Python extension links against.
 import PackageDescription
@@ -18,9 +19,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "CSwiftCAM"),
+        // The AVX-512 GEMM micro-kernel (intrinsics need C); the rest of the engine is Swift.
+        .target(name: "CGemmKernel", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "SwiftCAM",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CGemmKernel"],
             swiftSettings: optimize
         ),
         .target(

@@ -1,6 +1,6 @@
 // CAMFixtureTests: every CAM recorded from pytorch-grad-cam 1.5.7 by the fixture generator,
 // recomputed by the Swift engine. Tolerance 1e-5 absolute on the normalized maps (values in
-// [0, 1]); the generator measured float32-vs-float64 PyTorch CAMs differing by up to ~3e-6.
+// [0, 1]), or twice the reference's own float32 error where that is larger (see `tolerance`).
 // EigenCAM and EigenGradCAM are compared up to the sign of each layer's principal component
 // (arbitrary in the SVD; swiftcam's own sign rule is documented in PrincipalProjection.swift).
 
@@ -8,7 +8,16 @@ import XCTest
 @testable import SwiftCAM
 
 final class CAMFixtureTests: XCTestCase {
-    static let tolerance: Float = 1e-5
+    /// 1e-5, or twice the fixture's measured distance between the reference's float32 and float64
+    /// CAMs (meta.json float64_vs_float32.cam_abs_max) when that is larger: the reference is only
+    /// known to that distance from the exact map, and a float32 engine that sums in another order
+    /// is as far from it on its own side. Measured case: bottleneck's GradCAM++ eigen_smooth map is
+    /// 5.5e-6 from float64 in the reference and 4.6e-6 on swiftcam's GEMM kernel, opposite ways,
+    /// so the two float32 maps differ by 1.0e-5; its tolerance is 1.1e-5.
+    static func tolerance(_ fixture: Fixture) -> Float {
+        guard case .number(let noise)? = fixture.meta["float64_vs_float32"]?["cam_abs_max"] else { return 1e-5 }
+        return max(1e-5, 2 * Float(noise))
+    }
 
     static let methods: [String: CAMMethod] = [
         "GradCAM": .gradCAM, "HiResCAM": .hiResCAM, "GradCAMElementWise": .gradCAMElementWise,
@@ -41,7 +50,7 @@ final class CAMFixtureTests: XCTestCase {
                 let error = method.alwaysProjects || options.eigenSmooth
                     ? try errorUpToSign(expected.values, result: result, trace: trace, options: options)
                     : maxAbsDifference(expected.values, UnsafeBufferPointer(result.heatmaps.buffer))
-                XCTAssertLessThanOrEqual(error, Self.tolerance, "\(name) \(key): max |difference| \(error)")
+                XCTAssertLessThanOrEqual(error, Self.tolerance(fixture), "\(name) \(key): max |difference| \(error)")
                 checked += 1
             }
         }

@@ -10,26 +10,33 @@
 /// Computes `output = conv(input, weight) + bias + residual`, then `max(output, 0)` when
 /// `applyReLU` is set (a ResNet block's last convolution, shortcut addition and ReLU in one pass).
 ///
-/// Zero padding, cross-correlation as in PyTorch. `bias` and `residual` may be nil. The shape must
-/// be valid and the input large enough (`shape.outputSize` non-nil); `workspace` holds at least
+/// Zero padding, cross-correlation as in PyTorch. `bias` and `residual` may be nil. With
+/// `packedWeight` (the same weights, see PackedWeights) the products run on swiftcam's own kernel,
+/// which also adds bias, shortcut and ReLU as it stores; else on OpenBLAS. The shape must be valid
+/// and the input large enough (`shape.outputSize` non-nil); `workspace` holds at least
 /// `shape.workspaceCount(height:width:batch:)` floats. `output` must not overlap the other buffers.
 public func conv2dForward(
     output: UnsafeMutablePointer<Float>,  // (N, Cout, Ho, Wo)
     input: UnsafePointer<Float>,  // (N, Cin, H, W)
     weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
+    packedWeight: PackedWeights? = nil,
     bias: UnsafePointer<Float>?,  // (Cout)
     residual: UnsafePointer<Float>? = nil,  // (N, Cout, Ho, Wo)
     batch: Int, height: Int, width: Int, shape: Conv2dShape,
     applyReLU: Bool,
-    workspace: UnsafeMutablePointer<Float>  // see Conv2dShape.workspaceCount
+    workspace: UnsafeMutableBufferPointer<Float>  // see Conv2dShape.workspaceCount
 ) {
     guard let (outputHeight, outputWidth) = shape.outputSize(height: height, width: width) else { return }
+    let columnCount = shape.columnWorkspaceCount(height: height, width: width, batch: batch)
+    let product = ConvolutionProduct(
+        weight: weight, packedWeight: packedWeight, shape: shape,
+        scratch: PackedGemm.alignedScratch(UnsafeMutableBufferPointer(rebasing: workspace[min(columnCount, workspace.count)...])))
     let layouts = SideBySideLayout.layouts(shape: shape, height: height, width: width, batch: batch)
     if !layouts.isEmpty {
         for layout in layouts {
             conv2dForwardSideBySide(
-                output: output, input: input, weight: weight, bias: bias, residual: residual, layout: layout,
-                applyReLU: applyReLU, workspace: workspace)
+                output: output, input: input, product: product, bias: bias, residual: residual, layout: layout,
+                applyReLU: applyReLU, workspace: workspace.baseAddress!)
         }
         return
     }
@@ -40,19 +47,23 @@ public func conv2dForward(
     let columnRows = shape.columnRows
     let bandRows = shape.bandRows(outputHeight: outputHeight, outputWidth: outputWidth)
 
+    let workspace = workspace.baseAddress!
+
     for image in 0..<batch {
         let imageInput = input + image * shape.inChannels * inputPlane  // (Cin, H, W)
         let imageOutput = output + image * shape.outChannels * outputPlane  // (Cout, Ho, Wo)
+        let imageResidual = residual.map { $0 + image * shape.outChannels * outputPlane }  // (Cout, Ho, Wo)
         for group in 0..<shape.groups {
             let groupInput = imageInput + group * groupInChannels * inputPlane  // (Cin/g, H, W)
-            let groupWeight = weight + group * groupOutChannels * columnRows  // (Cout/g, Cin/g*kh*kw)
             let groupOutput = imageOutput + group * groupOutChannels * outputPlane  // (Cout/g, Ho*Wo)
+            let epilogue = GemmEpilogue(
+                bias: bias.map { $0 + group * groupOutChannels },
+                residual: imageResidual.map { $0 + group * groupOutChannels * outputPlane },
+                residualStride: outputPlane, applyReLU: applyReLU)
             if shape.isPointwise {
                 // (Cout/g, H*W) = (Cout/g, Cin/g) · (Cin/g, H*W)
-                parallelSgemm(
-                    transposeA: false, m: groupOutChannels, n: outputPlane, k: columnRows,
-                    a: groupWeight, lda: columnRows, b: groupInput, ldb: outputPlane,
-                    beta: 0, c: groupOutput, ldc: outputPlane)
+                product.multiply(group: group, n: outputPlane, b: groupInput, ldb: outputPlane,
+                                 c: groupOutput, ldc: outputPlane, epilogue: epilogue)
                 continue
             }
             for bandStart in stride(from: 0, to: outputHeight, by: bandRows) {
@@ -66,17 +77,17 @@ public func conv2dForward(
                         band: band, shape: shape)
                 }
                 // (Cout/g, band) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, band), into columns of the output
-                parallelSgemm(
-                    transposeA: false, m: groupOutChannels, n: bandColumns, k: columnRows,
-                    a: groupWeight, lda: columnRows, b: workspace, ldb: bandColumns,
-                    beta: 0, c: groupOutput + bandStart * outputWidth, ldc: outputPlane)
+                product.multiply(group: group, n: bandColumns, b: workspace, ldb: bandColumns,
+                                 c: groupOutput + bandStart * outputWidth, ldc: outputPlane,
+                                 epilogue: epilogue.advanced(columns: bandStart * outputWidth))
             }
         }
-        let imageResidual = residual.map { $0 + image * shape.outChannels * outputPlane }  // (Cout, Ho, Wo)
-        forEachRange(of: shape.outChannels, costPerItem: outputPlane) { channels in
-            convolutionEpilogue(
-                imageOutput, channels: channels, spatial: outputPlane, bias: bias, residual: imageResidual,
-                applyReLU: applyReLU)
+        if !product.appliesEpilogue {
+            forEachRange(of: shape.outChannels, costPerItem: outputPlane) { channels in
+                convolutionEpilogue(
+                    imageOutput, channels: channels, spatial: outputPlane, bias: bias, residual: imageResidual,
+                    applyReLU: applyReLU)
+            }
         }
     }
 }

@@ -69,12 +69,20 @@ public struct Conv2dShape: Equatable, Sendable {
         return (spanHeight / strideHeight + 1, spanWidth / strideWidth + 1)
     }
 
-    /// Floats of workspace `conv2dForward` / `conv2dBackwardInput` need for a batch: one band of one
-    /// group's column matrix, `(inChannels / groups * kernelHeight * kernelWidth, bandRows * outputWidth)`
-    /// (0 for 1x1 stride-1 unpadded convs); or, when several images share a GEMM
-    /// (`imagesPerProduct` > 1), their whole column matrix and a product of the same width,
-    /// `(columnRows + outChannels / groups, images * outputPlane)`.
+    /// Floats of workspace `conv2dForward` / `conv2dBackwardInput` need for a batch: the column
+    /// matrix (`columnWorkspaceCount`), then, when convolutions run on swiftcam's own GEMM kernel,
+    /// its packing scratch for `ComputeThreads.count` threads.
     public func workspaceCount(height: Int, width: Int, batch: Int) -> Int {
+        let columns = columnWorkspaceCount(height: height, width: width, batch: batch)
+        guard GemmKernel.isEnabled else { return columns }
+        return columns + PackedGemm.scratchCount(parts: ComputeThreads.count)
+    }
+
+    /// Floats of column matrix: one band of one group's, `(inChannels / groups * kernelHeight *
+    /// kernelWidth, bandRows * outputWidth)` (0 for 1x1 stride-1 unpadded convs); or, when several
+    /// images share a GEMM (`imagesPerProduct` > 1), their whole column matrix and a product of the
+    /// same width, `(columnRows + outChannels / groups, images * outputPlane)`.
+    public func columnWorkspaceCount(height: Int, width: Int, batch: Int) -> Int {
         guard let output = outputSize(height: height, width: width) else { return 0 }
         let images = imagesPerProduct(batch: batch, outputHeight: output.height, outputWidth: output.width)
         if images > 1 {

@@ -46,7 +46,7 @@ struct SideBySideLayout {
 func conv2dForwardSideBySide(
     output: UnsafeMutablePointer<Float>,  // (N, Cout, Ho, Wo)
     input: UnsafePointer<Float>,  // (N, Cin, H, W)
-    weight: UnsafePointer<Float>,  // (Cout, Cin / groups, kh, kw)
+    product multiplication: ConvolutionProduct,
     bias: UnsafePointer<Float>?,  // (Cout)
     residual: UnsafePointer<Float>?,  // (N, Cout, Ho, Wo)
     layout: SideBySideLayout, applyReLU: Bool,
@@ -74,10 +74,7 @@ func conv2dForwardSideBySide(
             }
         }
         // (Cout/g, n) = (Cout/g, Cin/g*kh*kw) · (Cin/g*kh*kw, n)
-        parallelSgemm(
-            transposeA: false, m: layout.groupOutChannels, n: n, k: shape.columnRows,
-            a: weight + group * layout.groupOutChannels * shape.columnRows, lda: shape.columnRows,
-            b: columns, ldb: n, beta: 0, c: product, ldc: n)
+        multiplication.multiply(group: group, n: n, b: columns, ldb: n, c: product, ldc: n)
         // Back to each image's planes, with bias, shortcut and ReLU.
         forEachRange(of: layout.groupOutChannels, costPerItem: n) { channels in
             let outputChannels = group * layout.groupOutChannels + channels.lowerBound

@@ -7,11 +7,16 @@ public struct ConvLayer: Sendable {
     public let shape: Conv2dShape
     public let weight: FloatBuffer  // (Cout, Cin / groups, kh, kw)
     public let bias: FloatBuffer?   // (Cout)
+    /// The weights again, packed for swiftcam's own GEMM kernel; nil where it does not run (the
+    /// forward pass then uses OpenBLAS). The backward pass always reads `weight`.
+    public let packedWeight: PackedWeights?
 
     public init(shape: Conv2dShape, weight: FloatBuffer, bias: FloatBuffer?) {
         self.shape = shape
         self.weight = weight
         self.bias = bias
+        let fits = shape.isValid && weight.count == shape.weightCount
+        packedWeight = fits ? PackedWeights.packing(weight.pointer, shape: shape) : nil
     }
 
     public func outputShape(for input: ActivationShape) throws(SwiftCAMError) -> ActivationShape {
@@ -30,17 +35,18 @@ public struct ConvLayer: Sendable {
         let outShape = try outputShape(for: inputShape)
         let output = try FloatBuffer(count: outShape.count)
         let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
-        conv2dForward(output: output.pointer, input: input.pointer, weight: weight.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+        conv2dForward(output: output.pointer, input: input.pointer, weight: weight.pointer, packedWeight: packedWeight,
+                      bias: bias.map { UnsafePointer($0.pointer) },
                       residual: residual.map { UnsafePointer($0.pointer) },
                       batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
-                      shape: shape, applyReLU: applyReLU, workspace: workspace.pointer)
+                      shape: shape, applyReLU: applyReLU, workspace: workspace.buffer)
         return output
     }
 
     /// The input gradient (B, Cin, H, W) for an output gradient (B, Cout, Ho, Wo), any batch B.
     public func backwardInput(_ outputGradient: FloatBuffer, inputShape: ActivationShape) throws(SwiftCAMError) -> FloatBuffer {
         let inputGradient = try FloatBuffer(count: inputShape.count)
-        let workspace = try FloatBuffer(count: shape.workspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
+        let workspace = try FloatBuffer(count: shape.columnWorkspaceCount(height: inputShape.height, width: inputShape.width, batch: inputShape.batch))
         conv2dBackwardInput(inputGradient: inputGradient.pointer, outputGradient: outputGradient.pointer, weight: weight.pointer,
                             batch: inputShape.batch, height: inputShape.height, width: inputShape.width,
                             shape: shape, workspace: workspace.pointer)

@@ -46,6 +46,11 @@ final class Conv2dKernelTests: XCTestCase {
             shape: Conv2dShape(inChannels: 32, outChannels: 4, kernelSize: 5, stride: 2, padding: 2, groups: 2),
             height: 61, width: 45, batch: 1),
         Case(shape: Conv2dShape(inChannels: 3, outChannels: 4, kernelSize: 7, stride: 2, padding: 3), height: 150, width: 120, batch: 1),
+        // For the packed kernel: more weight rows than one block (256) ending in a partial panel of
+        // 8, depth in two blocks (360 > 256), a narrow product whose rows are split across threads;
+        // and the same side by side for a batch.
+        Case(shape: Conv2dShape(inChannels: 40, outChannels: 270, kernelSize: 3, padding: 1), height: 7, width: 7, batch: 1),
+        Case(shape: Conv2dShape(inChannels: 40, outChannels: 270, kernelSize: 3, padding: 1), height: 7, width: 7, batch: 3),
     ]
 
     // MARK: Array wrappers with guard zones
@@ -54,10 +59,11 @@ final class Conv2dKernelTests: XCTestCase {
     static let sentinel: Float = 12345
 
     /// Runs conv2dForward on a NaN-filled output (so every output must be written) and a workspace of
-    /// exactly `workspaceCount` floats, failing if either buffer is written past its end.
+    /// exactly `workspaceCount` floats, failing if either buffer is written past its end; on
+    /// swiftcam's own GEMM kernel when `packedWeight` is given, else on OpenBLAS.
     static func forward(
         _ c: Case, input: [Float], weight: [Float], bias: [Float]?, applyReLU: Bool,
-        file: StaticString = #filePath, line: UInt = #line
+        packedWeight: PackedWeights? = nil, file: StaticString = #filePath, line: UInt = #line
     ) -> [Float] {
         let (outputHeight, outputWidth) = c.shape.outputSize(height: c.height, width: c.width)!
         let outputCount = c.batch * c.shape.outChannels * outputHeight * outputWidth
@@ -68,9 +74,9 @@ final class Conv2dKernelTests: XCTestCase {
             workspace.withUnsafeMutableBufferPointer { workspace in
                 func run(_ bias: UnsafePointer<Float>?) {
                     conv2dForward(
-                        output: output.baseAddress!, input: input, weight: weight, bias: bias,
+                        output: output.baseAddress!, input: input, weight: weight, packedWeight: packedWeight, bias: bias,
                         batch: c.batch, height: c.height, width: c.width, shape: c.shape,
-                        applyReLU: applyReLU, workspace: workspace.baseAddress!)
+                        applyReLU: applyReLU, workspace: UnsafeMutableBufferPointer(rebasing: workspace[..<workspaceCount]))
                 }
                 if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
             }
@@ -163,29 +169,29 @@ final class Conv2dKernelTests: XCTestCase {
         XCTAssert(stem.outputSize(height: 224, width: 224)! == (112, 112))
         XCTAssertEqual(stem.weightCount, 64 * 3 * 49)
         // Banded: at least one output row of the column matrix, less than all of it.
-        let stemWorkspace = stem.workspaceCount(height: 224, width: 224, batch: 1)
+        let stemWorkspace = stem.columnWorkspaceCount(height: 224, width: 224, batch: 1)
         XCTAssert(stemWorkspace % (3 * 49 * 112) == 0 && stemWorkspace < 3 * 49 * 112 * 112, "\(stemWorkspace)")
         let small = Conv2dShape(inChannels: 3, outChannels: 4, kernelSize: 3, padding: 1)
-        XCTAssertEqual(small.workspaceCount(height: 10, width: 9, batch: 1), 27 * 10 * 9)
+        XCTAssertEqual(small.columnWorkspaceCount(height: 10, width: 9, batch: 1), 27 * 10 * 9)
         let pointwise = Conv2dShape(inChannels: 256, outChannels: 64, kernelSize: 1, groups: 4)
-        XCTAssertEqual(pointwise.workspaceCount(height: 56, width: 56, batch: 1), 0)
+        XCTAssertEqual(pointwise.columnWorkspaceCount(height: 56, width: 56, batch: 1), 0)
         XCTAssertEqual(pointwise.weightCount, 64 * 64)
         let downsample = Conv2dShape(inChannels: 256, outChannels: 512, kernelSize: 1, stride: 2)
         XCTAssert(downsample.outputSize(height: 56, width: 55)! == (28, 28))
-        let downsampleWorkspace = downsample.workspaceCount(height: 56, width: 56, batch: 1)
+        let downsampleWorkspace = downsample.columnWorkspaceCount(height: 56, width: 56, batch: 1)
         XCTAssert(downsampleWorkspace % (256 * 28) == 0 && downsampleWorkspace <= 256 * 28 * 28, "\(downsampleWorkspace)")
         let dilated = Conv2dShape(inChannels: 1, outChannels: 1, kernelSize: 3, dilation: 2)
         XCTAssert(dilated.outputSize(height: 5, width: 6)! == (1, 2))
         XCTAssertNil(dilated.outputSize(height: 4, width: 6))
-        XCTAssertEqual(dilated.workspaceCount(height: 4, width: 6, batch: 1), 0)
+        XCTAssertEqual(dilated.columnWorkspaceCount(height: 4, width: 6, batch: 1), 0)
         // Small planes of several images share one product: 7x7 planes, 11 images for 512 columns.
         let layer4 = Conv2dShape(inChannels: 512, outChannels: 512, kernelSize: 3, padding: 1)
         XCTAssertEqual(layer4.imagesPerProduct(batch: 8, outputHeight: 7, outputWidth: 7), 8)
         XCTAssertEqual(layer4.imagesPerProduct(batch: 20, outputHeight: 7, outputWidth: 7), 11)
         XCTAssertEqual(layer4.imagesPerProduct(batch: 1, outputHeight: 7, outputWidth: 7), 1)
         XCTAssertEqual(layer4.imagesPerProduct(batch: 8, outputHeight: 28, outputWidth: 28), 1)
-        XCTAssertEqual(layer4.workspaceCount(height: 7, width: 7, batch: 8), (512 * 9 + 512) * 8 * 49)
-        XCTAssertEqual(pointwise.workspaceCount(height: 7, width: 7, batch: 3), (64 + 16) * 3 * 49)
+        XCTAssertEqual(layer4.columnWorkspaceCount(height: 7, width: 7, batch: 8), (512 * 9 + 512) * 8 * 49)
+        XCTAssertEqual(pointwise.columnWorkspaceCount(height: 7, width: 7, batch: 3), (64 + 16) * 3 * 49)
         XCTAssert(stem.isValid)
         XCTAssertFalse(Conv2dShape(inChannels: 6, outChannels: 4, kernelSize: 3, groups: 4).isValid)
         XCTAssertFalse(Conv2dShape(inChannels: 4, outChannels: 4, kernelSize: 3, stride: 0).isValid)
@@ -193,20 +199,26 @@ final class Conv2dKernelTests: XCTestCase {
 
     /// Tolerance 1e-5 of max |output|: the reference is exact in Double, and each float32 output is a
     /// sum of at most 147 products of values in [-1, 1] whose rounding errors (2^-24 relative each,
-    /// random signs) add up to ~1e-6 of the output scale; an indexing error is O(1) of it.
-    func testForwardMatchesDirectReference() {
+    /// random signs) add up to ~1e-6 of the output scale; an indexing error is O(1) of it. (The
+    /// largest case sums 360 products: still ~2e-6.) Both product paths: OpenBLAS and, on CPUs
+    /// that run it, swiftcam's own kernel on packed weights.
+    func testForwardMatchesDirectReference() throws {
         var random = KernelTestRandom(seed: 1)
         for (index, c) in Self.cases.enumerated() {
             let input = random.floats(Self.counts(c).input)
             let weight = random.floats(c.shape.weightCount)
             let bias = random.floats(c.shape.outChannels)
-            for (withBias, applyReLU) in [(false, false), (true, false), (false, true), (true, true)] {
-                let b = withBias ? bias : nil
-                let actual = Self.forward(c, input: input, weight: weight, bias: b, applyReLU: applyReLU)
-                let expected = Self.referenceForward(c, input: input, weight: weight, bias: b, applyReLU: applyReLU)
-                KernelTestSupport.assertClose(
-                    actual, expected, relativeTo: 1e-5,
-                    "case \(index) \(c.shape) bias \(withBias) relu \(applyReLU)")
+            let packedWeights = GemmKernel.isAvailable ? [nil, try PackedWeights(weight: weight, shape: c.shape)] : [nil]
+            for packedWeight in packedWeights {
+                for (withBias, applyReLU) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let b = withBias ? bias : nil
+                    let actual = Self.forward(c, input: input, weight: weight, bias: b, applyReLU: applyReLU,
+                                              packedWeight: packedWeight)
+                    let expected = Self.referenceForward(c, input: input, weight: weight, bias: b, applyReLU: applyReLU)
+                    KernelTestSupport.assertClose(
+                        actual, expected, relativeTo: 1e-5,
+                        "case \(index) \(c.shape) bias \(withBias) relu \(applyReLU) packed \(packedWeight != nil)")
+                }
             }
         }
     }

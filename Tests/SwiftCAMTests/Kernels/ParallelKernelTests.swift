@@ -87,8 +87,9 @@ final class ParallelKernelTests: XCTestCase {
 
     /// A layer-sized convolution (its GEMM, im2col and epilogue are all split across threads) with
     /// bias, shortcut and ReLU, and its input gradient: the same bits for 1, 2 and 3 threads, and
-    /// the forward pass equal to relu((conv + bias) + residual) computed step by step.
-    func testConvolutionGivesTheSameBitsForEveryThreadCount() {
+    /// the forward pass equal to relu((conv + bias) + residual) computed step by step. On OpenBLAS
+    /// and, where it runs, on swiftcam's own kernel (which splits columns here: 1,020 of them).
+    func testConvolutionGivesTheSameBitsForEveryThreadCount() throws {
         let shape = Conv2dShape(inChannels: 48, outChannels: 64, kernelSize: 3, padding: 1)
         let (batch, height, width) = (2, 30, 34)
         let outputCount = batch * 64 * height * width
@@ -98,32 +99,39 @@ final class ParallelKernelTests: XCTestCase {
         let bias = random.floats(64)
         let residual = random.floats(outputCount)
         let outputGradient = random.floats(outputCount)
-        var workspace = [Float](repeating: 0, count: shape.workspaceCount(height: height, width: width, batch: batch))
+        let packedWeights = GemmKernel.isAvailable ? [nil, try PackedWeights(weight: weight, shape: shape)] : [nil]
 
-        func forward(residual: [Float]?, applyReLU: Bool) -> [Float] {
-            var output = [Float](repeating: .nan, count: outputCount)
-            func run(_ residual: UnsafePointer<Float>?) {
-                conv2dForward(output: &output, input: input, weight: weight, bias: bias, residual: residual,
-                              batch: batch, height: height, width: width, shape: shape, applyReLU: applyReLU,
-                              workspace: &workspace)
+        for packedWeight in packedWeights {
+            func forward(residual: [Float]?, applyReLU: Bool) -> [Float] {
+                var output = [Float](repeating: .nan, count: outputCount)
+                var workspace = [Float](repeating: .nan, count: shape.workspaceCount(height: height, width: width, batch: batch))
+                func run(_ residual: UnsafePointer<Float>?) {
+                    workspace.withUnsafeMutableBufferPointer { workspace in
+                        conv2dForward(output: &output, input: input, weight: weight, packedWeight: packedWeight, bias: bias,
+                                      residual: residual, batch: batch, height: height, width: width, shape: shape,
+                                      applyReLU: applyReLU, workspace: workspace)
+                    }
+                }
+                if let residual { residual.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+                return output
             }
-            if let residual { residual.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
-            return output
-        }
-        func backward() -> [Float] {
-            var gradient = [Float](repeating: .nan, count: input.count)
-            conv2dBackwardInput(inputGradient: &gradient, outputGradient: outputGradient, weight: weight,
-                                batch: batch, height: height, width: width, shape: shape, workspace: &workspace)
-            return gradient
-        }
+            func backward() -> [Float] {
+                var gradient = [Float](repeating: .nan, count: input.count)
+                var workspace = [Float](repeating: .nan, count: shape.workspaceCount(height: height, width: width, batch: batch))
+                conv2dBackwardInput(inputGradient: &gradient, outputGradient: outputGradient, weight: weight,
+                                    batch: batch, height: height, width: width, shape: shape, workspace: &workspace)
+                return gradient
+            }
 
-        let serial = withThreads(1) { (forward(residual: residual, applyReLU: true), backward()) }
-        let stepByStep = withThreads(1) { forward(residual: nil, applyReLU: false) }
-        XCTAssertEqual(serial.0, zip(stepByStep, residual).map { max($0 + $1, 0) })
-        for threads in [2, 3] {
-            let parallel = withThreads(threads) { (forward(residual: residual, applyReLU: true), backward()) }
-            XCTAssertEqual(parallel.0, serial.0, "forward, \(threads) threads")
-            XCTAssertEqual(parallel.1, serial.1, "backward, \(threads) threads")
+            let path = packedWeight == nil ? "OpenBLAS" : "packed"
+            let serial = withThreads(1) { (forward(residual: residual, applyReLU: true), backward()) }
+            let stepByStep = withThreads(1) { forward(residual: nil, applyReLU: false) }
+            XCTAssertEqual(serial.0, zip(stepByStep, residual).map { max($0 + $1, 0) }, path)
+            for threads in [2, 3] {
+                let parallel = withThreads(threads) { (forward(residual: residual, applyReLU: true), backward()) }
+                XCTAssertEqual(parallel.0, serial.0, "forward, \(threads) threads, \(path)")
+                XCTAssertEqual(parallel.1, serial.1, "backward, \(threads) threads, \(path)")
+            }
         }
     }
 
@@ -133,7 +141,7 @@ final class ParallelKernelTests: XCTestCase {
     /// five of 20 differently (measured 1 ulp); with its generic kernels the results are identical.
     /// 1e-6 of the largest value is a few ulps at that size, while a wrong offset or stride
     /// changes values by O(1).
-    func testImagesSideBySideEqualOneImageAtATime() {
+    func testImagesSideBySideEqualOneImageAtATime() throws {
         for shape in [Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 3, padding: 1),
                       Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 1),
                       Conv2dShape(inChannels: 40, outChannels: 24, kernelSize: 3, stride: 2, padding: 1, groups: 2)] {
@@ -148,16 +156,20 @@ final class ParallelKernelTests: XCTestCase {
             let residual = random.floats(batch * outputCount)
             let outputGradient = random.floats(batch * outputCount)
 
-            func run(_ images: Range<Int>) -> (output: [Float], gradient: [Float]) {
+            let packedWeights = GemmKernel.isAvailable ? [nil, try PackedWeights(weight: weight, shape: shape)] : [nil]
+
+            func run(_ images: Range<Int>, _ packedWeight: PackedWeights?) -> (output: [Float], gradient: [Float]) {
                 let count = images.count
                 var workspace = [Float](repeating: .nan, count: shape.workspaceCount(height: height, width: width, batch: count))
                 var output = [Float](repeating: .nan, count: count * outputCount)
                 var gradient = [Float](repeating: .nan, count: count * inputCount)
                 Array(input[images.lowerBound * inputCount..<images.upperBound * inputCount]).withUnsafeBufferPointer { x in
                     Array(residual[images.lowerBound * outputCount..<images.upperBound * outputCount]).withUnsafeBufferPointer { r in
-                        conv2dForward(output: &output, input: x.baseAddress!, weight: weight, bias: bias, residual: r.baseAddress,
-                                      batch: count, height: height, width: width, shape: shape, applyReLU: true,
-                                      workspace: &workspace)
+                        workspace.withUnsafeMutableBufferPointer { workspace in
+                            conv2dForward(output: &output, input: x.baseAddress!, weight: weight, packedWeight: packedWeight,
+                                          bias: bias, residual: r.baseAddress, batch: count, height: height, width: width,
+                                          shape: shape, applyReLU: true, workspace: workspace)
+                        }
                     }
                 }
                 let g = Array(outputGradient[images.lowerBound * outputCount..<images.upperBound * outputCount])
@@ -165,12 +177,13 @@ final class ParallelKernelTests: XCTestCase {
                                     height: height, width: width, shape: shape, workspace: &workspace)
                 return (output, gradient)
             }
-            for threads in [1, 2] {
-                let together = withThreads(threads) { run(0..<batch) }
-                let separately = withThreads(threads) { (0..<batch).map { run($0..<$0 + 1) } }
-                assertClose(together.output, separately.flatMap(\.output), "forward \(shape), \(threads) threads")
-                assertClose(together.gradient, separately.flatMap(\.gradient), "backward \(shape), \(threads) threads")
-            }
+            for packedWeight in packedWeights { for threads in [1, 2] {
+                let together = withThreads(threads) { run(0..<batch, packedWeight) }
+                let separately = withThreads(threads) { (0..<batch).map { run($0..<$0 + 1, packedWeight) } }
+                let path = packedWeight == nil ? "OpenBLAS" : "packed"
+                assertClose(together.output, separately.flatMap(\.output), "forward \(shape), \(threads) threads, \(path)")
+                assertClose(together.gradient, separately.flatMap(\.gradient), "backward \(shape), \(threads) threads, \(path)")
+            } }
         }
     }
 
