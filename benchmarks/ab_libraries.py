@@ -7,6 +7,7 @@ alternating runs of two library builds" figures in BENCHMARKS.md. Do not mix a b
 swiftcam's own thread pool with newer ones: it sets OpenBLAS's process-wide thread count.
 
     python benchmarks/ab_libraries.py OLD.so NEW.so [--threads 2] [--rounds 25] [--batch 1]
+    python benchmarks/ab_libraries.py LIB.so LIB.so --gemm openblas,own   # the two product paths
 """
 
 import argparse
@@ -32,7 +33,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--gemm", help="comma-separated SWIFTCAM_GEMM value per library "
+                        "(openblas, or own for swiftcam's kernel where the CPU runs it)")
     args = parser.parse_args()
+    gemm = args.gemm.split(",") if args.gemm else [None] * len(args.libraries)
+    if len(gemm) != len(args.libraries):
+        sys.exit("--gemm needs one value per library")
     scratch = tempfile.mkdtemp()
     weights = os.path.join(scratch, f"{args.arch}.safetensors")
     from swiftcam import _safetensors
@@ -42,6 +48,8 @@ def main():
     for index, path in enumerate(args.libraries):
         copy = os.path.join(scratch, f"lib{index}.so")  # distinct paths: distinct library instances
         shutil.copy(path, copy)
+        if gemm[index] is not None:
+            os.environ["SWIFTCAM_GEMM"] = gemm[index]  # read by each copy when it loads a model
         library = ctypes.CDLL(copy, mode=os.RTLD_LOCAL)
         model = ctypes.c_void_p()
         message = ctypes.create_string_buffer(512)
@@ -70,8 +78,9 @@ def main():
             else:
                 times[index].append(elapsed)
     print(f"{args.arch} 224x224 batch {args.batch}, {args.threads} threads, {args.rounds} rounds")
-    for path, samples in zip(args.libraries, times):
-        print(f"{path}: median {1000 * np.median(samples):.1f} ms, "
+    for path, mode, samples in zip(args.libraries, gemm, times):
+        label = path if mode is None else f"{path} (SWIFTCAM_GEMM={mode})"
+        print(f"{label}: median {1000 * np.median(samples):.1f} ms, "
               f"p25 {1000 * np.percentile(samples, 25):.1f}, min {1000 * min(samples):.1f}")
     worst = max(float(np.abs(f - first[0]).max()) for f in first)
     print(f"largest logit difference from the first build: {worst:.3g}")

@@ -173,6 +173,11 @@ public func swiftcam_blas_core_name() -> UnsafePointer<CChar>? {
 }
 
 @c @implementation
+public func swiftcam_gemm_kernel_name() -> UnsafePointer<CChar>? {
+    GemmKernel.name
+}
+
+@c @implementation
 public func swiftcam_model_bias_layer_count(_ model: OpaquePointer?) -> Int64 {
     (try? ModelHandle.from(model)).map { Int64($0.network.biasLayers.count) } ?? -1
 }

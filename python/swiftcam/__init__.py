@@ -41,7 +41,7 @@ from .fullgrad import FullGrad  # noqa: E402
 from . import metrics  # noqa: E402
 from . import demo  # noqa: E402
 from .result import CAMResult  # noqa: E402
-from .runtime import blas_core_name, get_num_threads, set_num_threads  # noqa: E402
+from .runtime import blas_core_name, gemm_kernel, get_num_threads, set_num_threads  # noqa: E402
 from .utils.model_targets import (ClassifierOutputLinearTarget,  # noqa: E402
                                   ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
 
@@ -53,7 +53,7 @@ __all__ = [
     "LayerCAM", "EigenCAM", "EigenGradCAM", "CAMResult", "ScoreCAM", "AblationCAM",
     "GuidedBackpropReLUModel", "GuidedGradCAM", "FullGrad", "metrics",
     "ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "ClassifierOutputLinearTarget",
-    "blas_core_name", "set_num_threads", "get_num_threads",
+    "blas_core_name", "gemm_kernel", "set_num_threads", "get_num_threads",
     "SwiftCAMError", "InvalidInputError", "InputShapeError", "BufferSizeError", "WeightsError",
     "UnsupportedModelError", "FileFormatError", "SwiftCAMIOError", "ModelFileNotFoundError",
     "UnknownLayerError", "OutOfMemoryError", "ModelClosedError",

@@ -1249,6 +1249,12 @@ native_blas_core_name(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return string_or_empty(swiftcam_blas_core_name());
 }
 
+static PyObject *
+native_gemm_kernel_name(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return string_or_empty(swiftcam_gemm_kernel_name());
+}
+
 static PyMethodDef native_methods[] = {
     {"load_file", native_load_file, METH_VARARGS,
      "load_file(path)\n--\n\nLoad a ResNet from a .safetensors file (GIL released)."},
@@ -1263,6 +1269,8 @@ static PyMethodDef native_methods[] = {
      "get_num_threads()\n--\n\nThreads of OpenBLAS's pool."},
     {"blas_core_name", native_blas_core_name, METH_NOARGS,
      "blas_core_name()\n--\n\nThe CPU kernel family OpenBLAS selected."},
+    {"gemm_kernel_name", native_gemm_kernel_name, METH_NOARGS,
+     "gemm_kernel_name()\n--\n\nWhat runs the convolutions' forward products."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,7 +10,7 @@ import operator
 from . import _native
 from .errors import InvalidInputError
 
-__all__ = ["blas_core_name", "set_num_threads", "get_num_threads", "MAX_THREADS"]
+__all__ = ["blas_core_name", "gemm_kernel", "set_num_threads", "get_num_threads", "MAX_THREADS"]
 
 #: The largest thread count the engine accepts (swiftcam_set_num_threads).
 MAX_THREADS = 4096
@@ -24,6 +24,17 @@ def blas_core_name():
     ``SkylakeX`` on CPUs with AVX-512 when unset).
     """
     return _native.blas_core_name()
+
+
+def gemm_kernel():
+    """What runs the convolutions' forward products: ``"swiftcam-avx512"`` or ``"openblas"``.
+
+    ``"swiftcam-avx512"`` is swiftcam's own matrix-product kernel, on weights packed once at load
+    time (on x86-64 CPUs with AVX-512); elsewhere, or when the environment variable
+    ``SWIFTCAM_GEMM=openblas`` is set before the first model is loaded, OpenBLAS runs them. The
+    backward pass always uses OpenBLAS. Both give the same results up to float rounding.
+    """
+    return _native.gemm_kernel_name()
 
 
 def set_num_threads(n):

@@ -98,3 +98,51 @@ def test_set_num_threads_validates(n):
 def test_set_num_threads_type():
     with pytest.raises(TypeError):
         swiftcam.set_num_threads(2.5)
+
+
+# The two product paths: swiftcam's own GEMM kernel (on AVX-512 CPUs) and OpenBLAS.
+_GEMM_RUN = """
+import sys, numpy as np, swiftcam
+from swiftcam.utils.image import load_image, preprocess_image
+model = swiftcam.load_demo_model()
+images = [preprocess_image(load_image(e["path"], size=160)) for e in swiftcam.demo.example_images()[:3]]
+x = np.concatenate(images)
+with swiftcam.GradCAM(model=model, target_layers=["layer3", "layer4"]) as cam:
+    maps = cam(input_tensor=x)
+np.savez(sys.argv[1], kernel=swiftcam.gemm_kernel(), logits=model(x), maps=maps)
+"""
+
+
+def _gemm_run(tmp_path, gemm):
+    environ = {k: v for k, v in os.environ.items() if k != "SWIFTCAM_GEMM"}
+    if gemm is not None:
+        environ["SWIFTCAM_GEMM"] = gemm
+    package_parent = os.path.dirname(os.path.dirname(swiftcam.__file__))
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [package_parent] + [p for p in [environ.get("PYTHONPATH")] if p])
+    out = tmp_path / f"{gemm}.npz"
+    subprocess.run([sys.executable, "-c", _GEMM_RUN, str(out)], env=environ, check=True)
+    import numpy as np
+    return dict(np.load(out))
+
+
+def test_gemm_kernel_is_reported():
+    expected = "swiftcam-avx512" if _blas_env.cpu_has_avx512f() else "openblas"
+    if os.environ.get("SWIFTCAM_GEMM", "").lower() == "openblas":
+        expected = "openblas"
+    assert swiftcam.gemm_kernel() == expected
+
+
+@pytest.mark.skipif(not _blas_env.cpu_has_avx512f(), reason="needs an AVX-512 CPU")
+def test_gemm_paths_agree(tmp_path):
+    """The demo model's logits and GradCAM maps on three example images, once on swiftcam's
+    kernel and once with SWIFTCAM_GEMM=openblas: the same up to float rounding. Tolerances: 1e-5
+    of the largest logit, and the CAM tolerance (1e-5 absolute on maps in [0, 1]); each path sums
+    the same products in another order, ~1e-6 apart, while a wrong tile is O(1) off."""
+    import numpy as np
+    own, blas = _gemm_run(tmp_path, None), _gemm_run(tmp_path, "openblas")
+    assert str(own["kernel"]) == "swiftcam-avx512" and str(blas["kernel"]) == "openblas"
+    scale = np.abs(blas["logits"]).max()
+    assert np.abs(own["logits"] - blas["logits"]).max() <= 1e-5 * scale
+    assert np.abs(own["maps"] - blas["maps"]).max() <= 1e-5
+    assert np.abs(own["maps"]).max() > 0.5  # real maps, not empty ones

@@ -226,6 +226,10 @@ swiftcam_status swiftcam_set_num_threads(int64_t n);
 int64_t swiftcam_get_num_threads(void);
 /* The CPU kernel family OpenBLAS selected, e.g. "SkylakeX" or "Prescott". */
 const char *swiftcam_blas_core_name(void);
+/* What runs the convolutions' forward products: "swiftcam-avx512" (swiftcam's own kernel on
+   weights packed at load time, on CPUs with AVX-512) or "openblas" (elsewhere, or when the
+   environment variable SWIFTCAM_GEMM=openblas was set before the first model was loaded). */
+const char *swiftcam_gemm_kernel_name(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 // PackedGemm: matrix products on pre-packed weights with swiftcam's own kernel (CGemmKernel):
 // C (rows, n) = W (rows, depth) · B (depth, n), then bias, shortcut and ReLU as the tiles are
 // stored. Cache blocking: a block of B (blockDepth, blockColumns) is packed into the part's
-// scratch (L2) and each of its 48-column tiles (blockDepth x 48 = 48 KB, L1) meets every weight
+// scratch (L2) and each of its 48-column tiles (blockDepth x 48 = 48 KB, the size of L1) meets every weight
 // panel of a block of rows (blockRows x blockDepth = 256 KB, L2). Threads split the columns or
 // the rows, whichever splits the tiles more evenly.
 
@@ -113,7 +113,7 @@ private func packedGemmPart(
                     let column = columnStart + tileStart
                     let tileWidth = min(tileColumns, blockColumns - tileStart)
                     for row in stride(from: rowStart, to: rowEnd, by: panelRows) {
-                        let panel = weights.panel(group: group, row / panelRows, fromDepth: depthStart)
+                        let panel = weights.panel(group: group, row / panelRows, depthBlockAt: depthStart)
                         let output = c + row * ldc + column
                         let tileRows = min(panelRows, rowEnd - row)
                         let accumulate: Int32 = depthStart > 0 ? 1 : 0

@@ -22,15 +22,24 @@ public enum GemmKernel {
         return isAvailable
     }()
 
+    /// What runs the forward products, as a C string: "swiftcam-avx512" or "openblas".
+    public static var name: UnsafePointer<CChar> {
+        let label: StaticString = isEnabled ? "swiftcam-avx512" : "openblas"  // NUL-terminated in the binary
+        return UnsafeRawPointer(label.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
     /// Weight rows per panel and columns per tile of the kernel.
     static let panelRows = Int(SWIFTCAM_GEMM_PANEL_ROWS)
     static let tileColumns = Int(SWIFTCAM_GEMM_TILE_COLUMNS)
 }
 
 /// Each group's (rows, depth) weight matrix in panels of `GemmKernel.panelRows` rows, each stored
-/// as (depth, panelRows): the weights of one step of k side by side. Rows past the end are 0.
+/// as (depth, panelRows): the weights of one step of k side by side. Rows past the end are 0. The
+/// depth is cut in blocks of `PackedGemm.blockDepth` as the product consumes it, and within a block
+/// the panels follow each other, so that a product reads each block of weights as one stream:
+/// (groups, depth blocks, panels, block depth, panelRows).
 public struct PackedWeights: Sendable {
-    let storage: FloatBuffer  // (groups, panels, depth, panelRows)
+    let storage: FloatBuffer  // (groups, depth blocks, panels, block depth, panelRows)
     /// Rows (output channels) and depth (Cin/g * kh * kw) of one group's matrix.
     let rows: Int, depth: Int
     let groups: Int
@@ -57,13 +66,16 @@ public struct PackedWeights: Sendable {
         var destination = storage.pointer
         for group in 0..<groups {
             let matrix = weight + group * rows * depth  // (rows, depth)
-            for panel in 0..<panels {
-                for k in 0..<depth {
-                    for r in 0..<panelRows {
-                        let row = panel * panelRows + r
-                        destination[r] = row < rows ? matrix[row * depth + k] : 0
+            for blockStart in stride(from: 0, to: depth, by: PackedGemm.blockDepth) {
+                let blockEnd = min(blockStart + PackedGemm.blockDepth, depth)
+                for panel in 0..<panels {
+                    for k in blockStart..<blockEnd {
+                        for r in 0..<panelRows {
+                            let row = panel * panelRows + r
+                            destination[r] = row < rows ? matrix[row * depth + k] : 0
+                        }
+                        destination += panelRows
                     }
-                    destination += panelRows
                 }
             }
         }
@@ -76,9 +88,13 @@ public struct PackedWeights: Sendable {
         return try? PackedWeights(weight: weight, shape: shape)
     }
 
-    /// Panel `panel` of group `group`, from step `k` of its depth: (depth - k, panelRows).
+    /// Panel `panel` of group `group` in the depth block that starts at `blockStart` (a multiple of
+    /// `PackedGemm.blockDepth`): (block depth, panelRows).
     @inline(__always)
-    func panel(group: Int, _ panel: Int, fromDepth k: Int) -> UnsafePointer<Float> {
-        UnsafePointer(storage.pointer + ((group * panels + panel) * depth + k) * GemmKernel.panelRows)
+    func panel(group: Int, _ panel: Int, depthBlockAt blockStart: Int) -> UnsafePointer<Float> {
+        let panelRows = GemmKernel.panelRows
+        let blockDepth = min(PackedGemm.blockDepth, depth - blockStart)
+        let groupStart = group * panels * depth * panelRows
+        return UnsafePointer(storage.pointer + groupStart + (blockStart * panels + panel * blockDepth) * panelRows)
     }
 }
