@@ -231,10 +231,11 @@ def main():
         return rss_child(args.rss_child, archs[0], batches[0], args.weights)
 
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()} {platform.release()}")
-    print(f"swiftcam {swiftcam.__version__}; OpenBLAS core {swiftcam.blas_core_name()}, "
+    print(f"swiftcam {swiftcam.__version__}; forward products on {swiftcam.gemm_kernel()}; "
+          f"OpenBLAS core {swiftcam.blas_core_name()}, "
           f"{swiftcam.get_num_threads()} threads; torch "
           f"{torch.__version__ + f' ({torch.get_num_threads()} threads)' if torch else 'not installed'}")
-    print(f"sgemm 512x3136x1152: {sgemm_gflops(1):.0f} GFLOP/s on 1 thread, "
+    print(f"OpenBLAS sgemm 512x3136x1152: {sgemm_gflops(1):.0f} GFLOP/s on 1 thread, "
           f"{sgemm_gflops(args.threads):.0f} GFLOP/s on {args.threads} threads")
     swiftcam.set_num_threads(args.threads)
     for arch in archs if not args.no_timing else []:

@@ -68,13 +68,13 @@ func packedGemm(
     let rows = weights.rows, depth = weights.depth
     let maximumParts = max(1, scratch.count / PackedGemm.scratchPerPart)
     let parts = min(maximumParts, partCount(cost: rows * n * depth, minimumCostPerPart: 1 << 20))
-    let tiles = (n + GemmKernel.tileColumns - 1) / GemmKernel.tileColumns
-    // Split the dimension whose units (tiles of 48 columns, panels of 8 rows) divide most evenly;
-    // columns on a tie, since splitting rows packs B once per part.
-    let splitColumns = imbalance(units: tiles, parts: parts) <= imbalance(units: weights.panels, parts: parts)
+    let vectors = (n + GemmKernel.vectorColumns - 1) / GemmKernel.vectorColumns
+    // Split the dimension whose units (vectors of 16 columns, panels of 8 rows) divide most
+    // evenly; columns on a tie, since splitting rows packs B once per part.
+    let splitColumns = imbalance(units: vectors, parts: parts) <= imbalance(units: weights.panels, parts: parts)
     parallelFor(parts) { part in
         let range = splitColumns
-            ? chunk(part, of: parts, count: n, alignment: GemmKernel.tileColumns)
+            ? chunk(part, of: parts, count: n, alignment: GemmKernel.vectorColumns)
             : chunk(part, of: parts, count: rows, alignment: GemmKernel.panelRows)
         guard !range.isEmpty else { return }
         packedGemmPart(

@@ -28,6 +28,9 @@ public enum GemmKernel {
         return UnsafeRawPointer(label.utf8Start).assumingMemoryBound(to: CChar.self)
     }
 
+    /// Columns per vector of the kernel (a tile is 1 to 3 vectors wide).
+    static let vectorColumns = 16
+
     /// Weight rows per panel and columns per tile of the kernel.
     static let panelRows = Int(SWIFTCAM_GEMM_PANEL_ROWS)
     static let tileColumns = Int(SWIFTCAM_GEMM_TILE_COLUMNS)
