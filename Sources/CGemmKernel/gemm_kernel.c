@@ -105,6 +105,26 @@ void swiftcam_gemm_tile(const float *packed_panel, const float *packed_tile, ptr
     }
 }
 
+void swiftcam_gemm_panels(const float *packed_panels, ptrdiff_t panel_stride, const float *packed_tile,
+                          ptrdiff_t depth, float *c, ptrdiff_t c_stride, ptrdiff_t rows, ptrdiff_t columns,
+                          int accumulate, const swiftcam_gemm_epilogue *epilogue) KERNEL_TARGET;
+void swiftcam_gemm_panels(const float *packed_panels, ptrdiff_t panel_stride, const float *packed_tile,
+                          ptrdiff_t depth, float *c, ptrdiff_t c_stride, ptrdiff_t rows, ptrdiff_t columns,
+                          int accumulate, const swiftcam_gemm_epilogue *epilogue) {
+    swiftcam_gemm_epilogue shifted;
+    if (epilogue) shifted = *epilogue;
+    for (ptrdiff_t row = 0; row < rows; row += SWIFTCAM_GEMM_PANEL_ROWS) {
+        ptrdiff_t panel_rows = rows - row < SWIFTCAM_GEMM_PANEL_ROWS ? rows - row : SWIFTCAM_GEMM_PANEL_ROWS;
+        const float *panel = packed_panels + (row / SWIFTCAM_GEMM_PANEL_ROWS) * panel_stride;
+        if (epilogue) {
+            shifted.bias = epilogue->bias ? epilogue->bias + row : NULL;
+            shifted.residual = epilogue->residual ? epilogue->residual + row * epilogue->residual_stride : NULL;
+        }
+        swiftcam_gemm_tile(panel, packed_tile, depth, c + row * c_stride, c_stride, panel_rows, columns,
+                           accumulate, epilogue ? &shifted : NULL);
+    }
+}
+
 #else  // not x86-64: the kernel does not exist; swiftcam uses OpenBLAS alone.
 
 int swiftcam_gemm_kernel_available(void) { return 0; }
@@ -119,6 +139,13 @@ void swiftcam_gemm_tile(const float *packed_panel, const float *packed_tile, ptr
                         const swiftcam_gemm_epilogue *epilogue) {
     (void)packed_panel; (void)packed_tile; (void)depth; (void)c; (void)c_stride; (void)rows;
     (void)columns; (void)accumulate; (void)epilogue;
+}
+
+void swiftcam_gemm_panels(const float *packed_panels, ptrdiff_t panel_stride, const float *packed_tile,
+                          ptrdiff_t depth, float *c, ptrdiff_t c_stride, ptrdiff_t rows, ptrdiff_t columns,
+                          int accumulate, const swiftcam_gemm_epilogue *epilogue) {
+    (void)packed_panels; (void)panel_stride; (void)packed_tile; (void)depth; (void)c; (void)c_stride;
+    (void)rows; (void)columns; (void)accumulate; (void)epilogue;
 }
 
 #endif

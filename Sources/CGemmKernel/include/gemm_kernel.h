@@ -39,4 +39,11 @@ void swiftcam_gemm_tile(const float *packed_panel, const float *packed_tile, ptr
                         float *c, ptrdiff_t c_stride, ptrdiff_t rows, ptrdiff_t columns, int accumulate,
                         const swiftcam_gemm_epilogue *epilogue);
 
+/// swiftcam_gemm_tile for `rows` rows (any count) of C from consecutive panels `panel_stride`
+/// floats apart: one call per tile and block of rows instead of one per panel. The epilogue is
+/// positioned at the first row, as for one tile.
+void swiftcam_gemm_panels(const float *packed_panels, ptrdiff_t panel_stride, const float *packed_tile,
+                          ptrdiff_t depth, float *c, ptrdiff_t c_stride, ptrdiff_t rows, ptrdiff_t columns,
+                          int accumulate, const swiftcam_gemm_epilogue *epilogue);
+
 #endif

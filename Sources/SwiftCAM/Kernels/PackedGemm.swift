@@ -107,22 +107,22 @@ private func packedGemmPart(
             let isLastBlock = depthStart + blockDepth == depth
             swiftcam_gemm_pack_columns(b + depthStart * ldb + columnStart, ldb, blockDepth, blockColumns, scratch)
             for rowStart in stride(from: rows.lowerBound, to: rows.upperBound, by: PackedGemm.blockRows) {
-                let rowEnd = min(rowStart + PackedGemm.blockRows, rows.upperBound)
+                let blockRows = min(PackedGemm.blockRows, rows.upperBound - rowStart)
+                let panels = weights.panel(group: group, rowStart / panelRows, depthBlockAt: depthStart)
+                let panelStride = blockDepth * panelRows
                 for tileStart in stride(from: 0, to: blockColumns, by: tileColumns) {
                     let tile = scratch + tileStart * blockDepth  // (blockDepth, 48)
                     let column = columnStart + tileStart
                     let tileWidth = min(tileColumns, blockColumns - tileStart)
-                    for row in stride(from: rowStart, to: rowEnd, by: panelRows) {
-                        let panel = weights.panel(group: group, row / panelRows, depthBlockAt: depthStart)
-                        let output = c + row * ldc + column
-                        let tileRows = min(panelRows, rowEnd - row)
-                        let accumulate: Int32 = depthStart > 0 ? 1 : 0
-                        if isLastBlock {
-                            var tileEpilogue = epilogue.at(row: row, column: column)
-                            swiftcam_gemm_tile(panel, tile, blockDepth, output, ldc, tileRows, tileWidth, accumulate, &tileEpilogue)
-                        } else {
-                            swiftcam_gemm_tile(panel, tile, blockDepth, output, ldc, tileRows, tileWidth, accumulate, nil)
-                        }
+                    let output = c + rowStart * ldc + column
+                    let accumulate: Int32 = depthStart > 0 ? 1 : 0
+                    if isLastBlock {
+                        var tileEpilogue = epilogue.at(row: rowStart, column: column)
+                        swiftcam_gemm_panels(panels, panelStride, tile, blockDepth, output, ldc, blockRows, tileWidth,
+                                             accumulate, &tileEpilogue)
+                    } else {
+                        swiftcam_gemm_panels(panels, panelStride, tile, blockDepth, output, ldc, blockRows, tileWidth,
+                                             accumulate, nil)
                     }
                 }
             }
