@@ -75,7 +75,19 @@ public struct Conv2dShape: Equatable, Sendable {
     public func workspaceCount(height: Int, width: Int, batch: Int) -> Int {
         let columns = columnWorkspaceCount(height: height, width: width, batch: batch)
         guard GemmKernel.isEnabled else { return columns }
-        return columns + PackedGemm.scratchCount(parts: ComputeThreads.count)
+        return columns + PackedGemm.scratchCount(
+            parts: ComputeThreads.count, depth: columnRows,
+            columns: productColumns(height: height, width: width, batch: batch))
+    }
+
+    /// The widest matrix product's columns: all images' planes when several share a product,
+    /// else one image's plane, or a band of it.
+    func productColumns(height: Int, width: Int, batch: Int) -> Int {
+        guard let output = outputSize(height: height, width: width) else { return 0 }
+        let plane = output.height * output.width
+        let images = imagesPerProduct(batch: batch, outputHeight: output.height, outputWidth: output.width)
+        if images > 1 { return images * plane }
+        return isPointwise ? plane : bandRows(outputHeight: output.height, outputWidth: output.width) * output.width
     }
 
     /// Floats of column matrix: one band of one group's, `(inChannels / groups * kernelHeight *
