@@ -1,8 +1,8 @@
 // PackedGemm: matrix products on pre-packed weights with swiftcam's own kernel (CGemmKernel):
 // C (rows, n) = W (rows, depth) · B (depth, n), then bias, shortcut and ReLU as the tiles are
 // stored. Cache blocking: a block of B (blockDepth, blockColumns) is packed into the part's
-// scratch (L2) and each of its 48-column tiles (blockDepth x 48 = 48 KB, the size of L1) meets every weight
-// panel of a block of rows (blockRows x blockDepth = 256 KB, L2). Threads claim blocks of
+// scratch (L2) and each of its 48-column tiles (blockDepth x 48 = 24 KB, in L1) meets every
+// weight panel of a block of rows (blockRows x blockDepth = 128 KB, L2). Threads claim blocks of
 // columns; a narrow product packs all of B once and the threads claim blocks of rows.
 
 import CGemmKernel
@@ -33,11 +33,12 @@ struct GemmEpilogue {
 }
 
 enum PackedGemm {
-    /// Depth (k) per block: a packed tile (blockDepth, 48) is 48 KB, the L1 of these cores.
-    static let blockDepth = 256
-    /// Columns per packed block of B: (blockDepth, blockColumns) = 240 KB, in L2 with the weights' block.
+    /// Depth (k) per block: a packed tile (blockDepth, 48) is 24 KB, half the L1 of these cores,
+    /// beside the stream of weights (256 measured 3% slower at batch 1: the tile no longer fits).
+    static let blockDepth = 128
+    /// Columns per packed block of B: (blockDepth, blockColumns) = 120 KB, in L2 with the weights' block.
     static let blockColumns = 5 * GemmKernel.tileColumns
-    /// Weight rows per block: (blockRows, blockDepth) = 256 KB of panels, in L2.
+    /// Weight rows per block: (blockRows, blockDepth) = 128 KB of panels, in L2.
     static let blockRows = 256
     /// Products at most this wide (the small feature maps of the last stages) pack all of B once,
     /// shared by the threads, which then claim blocks of rows.

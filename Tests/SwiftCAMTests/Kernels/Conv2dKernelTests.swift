@@ -47,7 +47,8 @@ final class Conv2dKernelTests: XCTestCase {
             height: 61, width: 45, batch: 1),
         Case(shape: Conv2dShape(inChannels: 3, outChannels: 4, kernelSize: 7, stride: 2, padding: 3), height: 150, width: 120, batch: 1),
         // For the packed kernel: more weight rows than one block (256) ending in a partial panel of
-        // 8, depth in two blocks (360 > 256), a narrow product whose rows are split across threads;
+        // 8, depth in three blocks (360 = 128 + 128 + 104), a narrow product (49 columns) whose B is
+        // packed once and whose blocks of rows the threads share;
         // and the same side by side for a batch.
         Case(shape: Conv2dShape(inChannels: 40, outChannels: 270, kernelSize: 3, padding: 1), height: 7, width: 7, batch: 1),
         Case(shape: Conv2dShape(inChannels: 40, outChannels: 270, kernelSize: 3, padding: 1), height: 7, width: 7, batch: 3),
