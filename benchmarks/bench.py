@@ -50,8 +50,9 @@ def median_ms(function, repeats):
 #: Seconds of rest before each timed run, on both sides (--rest). Both libraries leave worker
 #: threads spinning after a call (swiftcam's for 0.1 ms; torch's OpenMP pool for longer: a
 #: swiftcam pass 50 ms after a torch pass is still ~15% slower, 0.5 s after it is not, see
-#: benchmarks/after_torch.py); without a rest, a run would share the cores with those threads.
-SETTLE_SECONDS = 0.05
+#: benchmarks/after_torch.py); without a long enough rest, a run would share the cores with the
+#: other library's threads. 0.5 s lets each side start on an idle machine.
+SETTLE_SECONDS = 0.5
 
 
 def alternating_ms(ours, reference, repeats):
