@@ -6,7 +6,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-
 // How far ahead (floats) the kernel fetches weights: one panel at a depth block of 128 (4 KB).
 // The weights stream from memory, and the hardware prefetcher stops at every 4 KB page, that is
 // at every panel; fetching the next panel during this one measured 3-4% faster at batch 1.
