@@ -76,20 +76,31 @@ def alternating_ms(ours, reference, repeats):
     return ours_ms, reference_ms
 
 
-def sgemm_gflops(threads, m=512, n=3136, k=1152, repeats=7):
-    """The OpenBLAS sgemm rate (the library swiftcam uses) on a ResNet-sized product."""
+SGEMM_SHAPE = (512, 3136, 1152)  # m, n, k: a ResNet-sized product (layer1's 3x3 convolution)
+
+
+def sgemm_runner(threads, m=SGEMM_SHAPE[0], n=SGEMM_SHAPE[1], k=SGEMM_SHAPE[2]):
+    """A function that runs one OpenBLAS sgemm (Debian's library, the one swiftcam loads) on
+    `threads` threads; its thread count is set again on every call, since swiftcam keeps
+    OpenBLAS at one thread."""
     blas = ctypes.CDLL("libopenblas.so.0")
-    blas.openblas_set_num_threads(threads)
     a = np.random.rand(m, k).astype(np.float32)
     b = np.random.rand(k, n).astype(np.float32)
     c = np.empty((m, n), np.float32)
     pointer = ctypes.c_void_p
 
     def run():
+        blas.openblas_set_num_threads(threads)
         blas.cblas_sgemm(101, 111, 111, m, n, k, ctypes.c_float(1.0), pointer(a.ctypes.data), k,
                          pointer(b.ctypes.data), n, ctypes.c_float(0.0), pointer(c.ctypes.data), n)
-    ms = median_ms(run, repeats)
-    return 2 * m * n * k / (ms / 1000) / 1e9
+        blas.openblas_set_num_threads(1)
+    return run
+
+
+def sgemm_gflops(threads, repeats=7):
+    """The OpenBLAS sgemm rate on a ResNet-sized product."""
+    m, n, k = SGEMM_SHAPE
+    return 2 * m * n * k / (median_ms(sgemm_runner(threads), repeats) / 1000) / 1e9
 
 
 def build_models(arch):
@@ -124,6 +135,12 @@ def time_cases(arch, batch, size, repeats):
     ours, ref = alternating_ms(lambda: model(x), torch_forward if net is not None else None, repeats)
     rows.append(("forward", ours, ref, "torch eager forward"))
     forward_ms = ours
+    # The machine's sgemm rate, in runs alternating with swiftcam's forward pass: this VM's speed
+    # drifts by 10-20% within minutes, so a rate measured once at the start is a poor yardstick.
+    _, sgemm_ms = alternating_ms(lambda: model(x), sgemm_runner(swiftcam.get_num_threads()), repeats)
+    m, n, k = SGEMM_SHAPE
+    rows.append(("OpenBLAS sgemm 512x3136x1152", None, sgemm_ms, "2 * m * n * k flops"))
+    sgemm_rate = 2 * m * n * k / (sgemm_ms / 1000) / 1e9
 
     for label, method, layer in [("GradCAM layer4", "GradCAM", "layer4"), ("GradCAM layer3", "GradCAM", "layer3"),
                                  ("GradCAM++ layer4", "GradCAMPlusPlus", "layer4")]:
@@ -147,23 +164,28 @@ def time_cases(arch, batch, size, repeats):
                 ref_cam(input_tensor=xt, targets=[ClassifierOutputTarget(int(c)) for c in top[:, rank]])
     ours, ref = alternating_ms(lambda: cam.top_k(x, k=5), reference, repeats)
     rows.append(("top-5 classes", ours, ref, "5 pytorch-grad-cam calls"))
-    return rows, forward_ms
+    return rows, forward_ms, sgemm_rate
 
 
-def print_table(arch, batch, size, rows, forward_ms):
+def print_table(arch, batch, size, rows, forward_ms, sgemm_rate):
     print(f"\n### {arch}, batch {batch}, {size}x{size}\n")
     print("| case | swiftcam ms | reference ms | swiftcam / reference | reference |")
     print("|---|---:|---:|---:|---|")
     for label, ours, ref, what in rows:
+        if ours is None:
+            continue  # the sgemm yardstick, reported below
         ratio = f"{ours / ref:.2f}x" if ref else "-"
         ref_text = f"{ref:.1f}" if ref else "-"
         print(f"| {label} | {ours:.1f} | {ref_text} | {ratio} | {what} |")
     by_label = {label: ours for label, ours, _, _ in rows}
     gflop = 2 * GMACS_224.get(arch, float("nan")) * batch * (size / 224) ** 2
+    forward_rate = gflop / (forward_ms / 1000)
     print(f"\nswiftcam: GradCAM layer4 / forward = {by_label['GradCAM layer4'] / forward_ms:.2f}, "
           f"layer3 / forward = {by_label['GradCAM layer3'] / forward_ms:.2f}, "
           f"top-5 / one class = {by_label['top-5 classes'] / by_label['GradCAM layer4']:.2f}; "
-          f"forward {gflop / (forward_ms / 1000):.1f} GFLOP/s")
+          f"forward {forward_rate:.1f} GFLOP/s = {forward_rate / sgemm_rate:.0%} of the "
+          f"{sgemm_rate:.0f} GFLOP/s of a 2-thread OpenBLAS sgemm {SGEMM_SHAPE[0]}x{SGEMM_SHAPE[1]}x{SGEMM_SHAPE[2]} "
+          f"timed in alternation with it")
 
 
 def scaling_table(arch, repeats):
@@ -241,8 +263,8 @@ def main():
     swiftcam.set_num_threads(args.threads)
     for arch in archs if not args.no_timing else []:
         for batch in batches:
-            rows, forward_ms = time_cases(arch, batch, args.size, args.repeats)
-            print_table(arch, batch, args.size, rows, forward_ms)
+            rows, forward_ms, sgemm_rate = time_cases(arch, batch, args.size, args.repeats)
+            print_table(arch, batch, args.size, rows, forward_ms, sgemm_rate)
     if args.scaling:
         scaling_table(archs[-1], args.repeats)
     if args.memory:
