@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
-// swiftcam: a Grad-CAM engine for ResNets. The pure-Swift core (SwiftCAM) sits on OpenBLAS;
-// CGemmKernel is its AVX-512 matrix-product micro-kernel (C, for the intrinsics);
+// swiftcam: a Grad-CAM engine for ResNets. The Swift core (SwiftCAM) sits on OpenBLAS and, on
+// CPUs with AVX-512, on CGemmKernel, its own matrix-product micro-kernel (C, for the intrinsics);
 // SwiftCAMExports exposes it through the C ABI declared in Sources/CSwiftCAM/include/swiftcam.h
 // and is built as the dynamic library libswiftcam.so that the Python extension links against.
 import PackageDescription

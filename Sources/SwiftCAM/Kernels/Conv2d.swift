@@ -1,9 +1,11 @@
 // Conv2d: 2-D convolution for NCHW Float32 tensors, forward (with optional bias and fused ReLU)
-// and gradient with respect to the input, by im2col / col2im and OpenBLAS sgemm. The column matrix
-// is built a band of output rows at a time so that it stays in L2 between im2col and the GEMM.
-// Every step is split across threads (see Parallel.swift): im2col / col2im and the bias pass by
-// channel ranges, the GEMMs by rows or columns. Small feature maps of several images share one
-// GEMM (Conv2dSideBySide.swift).
+// and gradient with respect to the input, by im2col / col2im and matrix products: the forward
+// ones on swiftcam's own kernel over pre-packed weights where it runs (ConvolutionProduct.swift,
+// PackedGemm.swift), else OpenBLAS sgemm, as for the backward ones. The column matrix is built a
+// band of output rows at a time so that it stays in L2 between im2col and the GEMM. Every step is
+// split across threads (see Parallel.swift): im2col / col2im and the bias pass by channel ranges,
+// the GEMMs by blocks of rows or columns. Small feature maps of several images share one GEMM
+// (Conv2dSideBySide.swift).
 // Batch norm is folded into the weights by the caller, so it does not appear here.
 
 

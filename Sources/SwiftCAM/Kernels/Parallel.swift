@@ -1,6 +1,6 @@
 // Parallel: swiftcam's one threading policy. Kernels split their work across `ComputeThreads.count`
-// threads of one worker pool (never more than the cores at once); OpenBLAS itself runs
-// single-threaded inside each worker. One policy means the cores are never oversubscribed by two
+// threads of one worker pool (never more than the cores at once); OpenBLAS and swiftcam's GEMM
+// kernel run single-threaded inside each worker. One policy means the cores are never oversubscribed by two
 // pools, and the second core is busy during im2col, bias and pooling as well, not only in GEMMs.
 
 import COpenBLAS
