@@ -53,6 +53,16 @@ def test_update_weights_changes_results_in_place(x):
     np.testing.assert_array_equal(model(x), before)
 
 
+def test_update_weights_reaches_the_convolutions(x):
+    """New convolution weights take effect, also in the copy packed for the GEMM kernel."""
+    model = swiftcam.load(BASIC)
+    state = _safetensors.read(BASIC)
+    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"] * 0.5
+    model.update_weights(state)
+    np.testing.assert_array_equal(model(x), swiftcam.load(state)(x))
+    assert np.abs(model(x) - swiftcam.load(BASIC)(x)).max() > 1e-3
+
+
 def test_update_weights_refuses_another_architecture(x):
     model = swiftcam.load(BASIC)
     before = model(x)
