@@ -55,6 +55,7 @@ public struct PackedWeights: Sendable {
         guard GemmKernel.isAvailable else {
             throw .invalidArgument("swiftcam's GEMM kernel needs an x86-64 CPU with AVX-512")
         }
+        guard shape.isValid else { throw .invalidArgument("invalid convolution shape \(shape)") }
         try self.init(weight: weight, groups: shape.groups, rows: shape.outChannels / shape.groups, depth: shape.columnRows)
     }
 
