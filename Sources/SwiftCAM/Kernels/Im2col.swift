@@ -15,10 +15,51 @@ func validOutputRange(offset: Int, stride: Int, inputSize: Int, outputSize: Int)
     return lower..<max(lower, min(end, outputSize))
 }
 
+/// One kernel tap `(c, ki, kj)` of a band: the column-matrix row it fills and the output
+/// positions whose input under that tap lies inside the image (the rest read padding).
+struct KernelTap {
+    /// Row of the column matrix: `(c * kh + ki) * kw + kj`.
+    let index: Int
+    /// Offset of channel `c`'s plane in the image.
+    let planeOffset: Int
+    /// The input row of output row `oy` is `oy * strideHeight + rowOffset`.
+    let rowOffset: Int
+    /// The input column of output column `ox` is `ox * strideWidth + columnOffset`.
+    let columnOffset: Int
+    /// Output rows of the band, and output columns, whose input lies inside the image.
+    let rows: Range<Int>, columns: Range<Int>
+}
+
+/// Calls `body` for every tap of `channels` channels, channel by channel (so that each input
+/// plane stays in L1 while its taps are visited), in column-matrix row order. The valid ranges
+/// are computed once per kernel row / column.
+@inline(__always)
+func forEachKernelTap(
+    channels: Int, height: Int, width: Int, outputHeight: Int, outputWidth: Int,
+    band: Range<Int>, shape: Conv2dShape, _ body: (KernelTap) -> Void
+) {
+    var index = 0
+    for channel in 0..<channels {
+        for ki in 0..<shape.kernelHeight {
+            let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
+            let rows = validOutputRange(
+                offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight
+            ).clamped(to: band)
+            for kj in 0..<shape.kernelWidth {
+                let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
+                let columns = validOutputRange(
+                    offset: columnOffset, stride: shape.strideWidth, inputSize: width, outputSize: outputWidth)
+                body(KernelTap(index: index, planeOffset: channel * height * width, rowOffset: rowOffset,
+                               columnOffset: columnOffset, rows: rows, columns: columns))
+                index += 1
+            }
+        }
+    }
+}
+
 /// Unfolds output rows `band` of one group of one image into a band of its column matrix: row
 /// `(c, ki, kj)` holds, for every output position in the band, the input value under kernel tap
-/// `(ki, kj)` of channel `c` (0 in the padding). Channels are the outer loop so that each input
-/// plane stays in L1 while its taps are written, and the columns are written front to back.
+/// `(ki, kj)` of channel `c` (0 in the padding). The columns are written front to back.
 /// Rows are `rowStride` floats apart (default: packed), so that several images' bands can sit
 /// side by side in one matrix.
 func im2col(
@@ -29,36 +70,24 @@ func im2col(
 ) {
     let rowStride = rowStride ?? band.count * outputWidth
     let strideWidth = shape.strideWidth
-    var row = columns
-    for channel in 0..<channels {
-        let plane = image + channel * height * width
-        for ki in 0..<shape.kernelHeight {
-            let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
-            let rows = validOutputRange(
-                offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight
-            ).clamped(to: band)
-            for kj in 0..<shape.kernelWidth {
-                let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
-                let cols = validOutputRange(
-                    offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
-                fill(row, count: (rows.lowerBound - band.lowerBound) * outputWidth)
-                for oy in rows {
-                    let destination = row + (oy - band.lowerBound) * outputWidth
-                    let source = plane + (oy * shape.strideHeight + rowOffset) * width
-                    fill(destination, count: cols.lowerBound)
-                    if strideWidth == 1 {
-                        for ox in cols { destination[ox] = source[ox + columnOffset] }
-                    } else {
-                        for ox in cols { destination[ox] = source[ox * strideWidth + columnOffset] }
-                    }
-                    fill(destination + cols.upperBound, count: outputWidth - cols.upperBound)
-                }
-                fill(
-                    row + (rows.upperBound - band.lowerBound) * outputWidth,
-                    count: (band.upperBound - rows.upperBound) * outputWidth)
-                row += rowStride
+    forEachKernelTap(channels: channels, height: height, width: width, outputHeight: outputHeight,
+                     outputWidth: outputWidth, band: band, shape: shape) { tap in
+        let row = columns + tap.index * rowStride
+        let cols = tap.columns
+        fill(row, count: (tap.rows.lowerBound - band.lowerBound) * outputWidth)
+        for oy in tap.rows {
+            let destination = row + (oy - band.lowerBound) * outputWidth
+            let source = image + tap.planeOffset + (oy * shape.strideHeight + tap.rowOffset) * width
+            fill(destination, count: cols.lowerBound)
+            if strideWidth == 1 {
+                for ox in cols { destination[ox] = source[ox + tap.columnOffset] }
+            } else {
+                for ox in cols { destination[ox] = source[ox * strideWidth + tap.columnOffset] }
             }
+            fill(destination + cols.upperBound, count: outputWidth - cols.upperBound)
         }
+        fill(row + (tap.rows.upperBound - band.lowerBound) * outputWidth,
+             count: (band.upperBound - tap.rows.upperBound) * outputWidth)
     }
 }
 
@@ -73,28 +102,16 @@ func col2im(
 ) {
     let rowStride = rowStride ?? band.count * outputWidth
     let strideWidth = shape.strideWidth
-    var row = columns
-    for channel in 0..<channels {
-        let plane = image + channel * height * width
-        for ki in 0..<shape.kernelHeight {
-            let rowOffset = ki * shape.dilationHeight - shape.paddingHeight
-            let rows = validOutputRange(
-                offset: rowOffset, stride: shape.strideHeight, inputSize: height, outputSize: outputHeight
-            ).clamped(to: band)
-            for kj in 0..<shape.kernelWidth {
-                let columnOffset = kj * shape.dilationWidth - shape.paddingWidth
-                let cols = validOutputRange(
-                    offset: columnOffset, stride: strideWidth, inputSize: width, outputSize: outputWidth)
-                for oy in rows {
-                    let source = row + (oy - band.lowerBound) * outputWidth
-                    let destination = plane + (oy * shape.strideHeight + rowOffset) * width
-                    if strideWidth == 1 {
-                        for ox in cols { destination[ox + columnOffset] += source[ox] }
-                    } else {
-                        for ox in cols { destination[ox * strideWidth + columnOffset] += source[ox] }
-                    }
-                }
-                row += rowStride
+    forEachKernelTap(channels: channels, height: height, width: width, outputHeight: outputHeight,
+                     outputWidth: outputWidth, band: band, shape: shape) { tap in
+        let row = columns + tap.index * rowStride
+        for oy in tap.rows {
+            let source = row + (oy - band.lowerBound) * outputWidth
+            let destination = image + tap.planeOffset + (oy * shape.strideHeight + tap.rowOffset) * width
+            if strideWidth == 1 {
+                for ox in tap.columns { destination[ox + tap.columnOffset] += source[ox] }
+            } else {
+                for ox in tap.columns { destination[ox * strideWidth + tap.columnOffset] += source[ox] }
             }
         }
     }
