@@ -11,8 +11,8 @@ from swiftcam.errors import InvalidInputError, UnknownLayerError
 # error where that is larger. The reference moves by up to 5.5e-6 between its own float32 and
 # float64 runs (meta.json float64_vs_float32.cam_abs_max), so it is only known to that distance
 # from the exact map, and a float32 engine summing in another order is as far on its own side
-# (measured: bottleneck's GradCAM++ eigen_smooth map, 5.5e-6 from float64 in the reference,
-# 4.6e-6 in swiftcam on its GEMM kernel, opposite ways: 1.0e-5 apart).
+# (seen: bottleneck's GradCAM++ eigen_smooth map, 1.0e-5 from the reference on a first blocking of
+# swiftcam's GEMM kernel; tools/cam_against_float64.py prints both engines' distances from float64).
 CAM_TOLERANCE = 1e-5
 
 
